@@ -1,0 +1,43 @@
+# One entry point for every routine task. README and .ci/run call these targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+
+.PHONY: help up test lint unit e2e tools kube fmt
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+up: ## Run Berth locally: a real control plane on loopback, until Ctrl-C
+	@bin=$$(e2e/kube-harness/build.sh) && mkdir -p .berth && \
+	  echo "Starting the local control plane; it stops on Ctrl-C." && \
+	  echo "Then, in another shell:  export KUBECONFIG=$$PWD/.berth/kubeconfig; export PATH=$$bin:\$$PATH; kubectl get namespaces" && \
+	  exec "$$bin/kube-harness" --kubeconfig-out .berth/kubeconfig
+
+test: tools lint unit e2e ## The whole suite: lint, unit tests, end-to-end tests on a real control plane
+
+tools: ## Install pinned test tools (Debian packages, opa, kustomize)
+	@e2e/tools/install.sh >/dev/null
+
+kube: ## Build the local control plane (cached per Kubernetes version)
+	@e2e/kube-harness/build.sh
+
+lint: ## rustfmt, clippy (warnings are errors), gofmt and go vet of the harness
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@test -z "$$(gofmt -l e2e/kube-harness)" || { gofmt -l e2e/kube-harness; echo "gofmt: files above need formatting"; exit 1; }
+	cd e2e/kube-harness && go vet ./...
+
+unit: ## Unit tests (no cluster)
+	$(CARGO) test --workspace --locked --exclude berth-e2e
+
+e2e: ## End-to-end tests against a fresh local control plane
+	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
+	  e2e/kube-harness/assert-stopped.sh "$$BERTH_KUBE_BIN"
+
+fmt: ## Format Rust and Go sources
+	$(CARGO) fmt --all
+	gofmt -w e2e/kube-harness
