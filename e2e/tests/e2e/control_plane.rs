@@ -7,7 +7,9 @@ use std::time::Duration;
 use berth_e2e::{TestNamespace, in_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Pod, ResourceQuota, Secret, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -74,15 +76,25 @@ async fn service_account_rbac_is_confined_to_its_namespace() {
 
         // RBAC evaluation is cached briefly after a binding is created: wait for the grant.
         let own = Api::<ConfigMap>::namespaced(agent.clone(), &ns_a.name);
-        eventually("the RoleBinding to take effect", Duration::from_secs(30), || async {
-            own.create(&PostParams::default(), &config_map("allowed")).await.ok()
-        })
+        eventually(
+            "the RoleBinding to take effect",
+            Duration::from_secs(30),
+            || async {
+                own.create(&PostParams::default(), &config_map("allowed"))
+                    .await
+                    .ok()
+            },
+        )
         .await?;
 
         let other = Api::<ConfigMap>::namespaced(agent.clone(), &ns_b.name)
             .create(&PostParams::default(), &config_map("denied"))
             .await;
-        assert_eq!(status_code(&other), Some(403), "creating in another namespace: {other:?}");
+        assert_eq!(
+            status_code(&other),
+            Some(403),
+            "creating in another namespace: {other:?}"
+        );
 
         let cluster_role = ClusterRole {
             metadata: meta(&format!("{}-escalate", ns_a.name)),
@@ -91,16 +103,33 @@ async fn service_account_rbac_is_confined_to_its_namespace() {
         let escalate = Api::<ClusterRole>::all(agent)
             .create(&PostParams::default(), &cluster_role)
             .await;
-        assert_eq!(status_code(&escalate), Some(403), "creating a ClusterRole: {escalate:?}");
+        assert_eq!(
+            status_code(&escalate),
+            Some(403),
+            "creating a ClusterRole: {escalate:?}"
+        );
 
         // The same answers through kubectl, as an operator would check them.
         let user = format!("system:serviceaccount:{}:agent", ns_a.name);
         for (ns, expected) in [(&ns_a.name, "yes"), (&ns_b.name, "no")] {
             let out = cp
                 .kubectl()
-                .args(["auth", "can-i", "create", "configmaps", "--namespace", ns, "--as", &user])
+                .args([
+                    "auth",
+                    "can-i",
+                    "create",
+                    "configmaps",
+                    "--namespace",
+                    ns,
+                    "--as",
+                    &user,
+                ])
                 .output()?;
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected, "can-i in {ns}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                expected,
+                "can-i in {ns}"
+            );
         }
         ns_b.delete(&admin).await;
         Ok(())
@@ -122,8 +151,14 @@ async fn token_request_token_authenticates_as_the_service_account() {
             Some(format!("system:serviceaccount:{}:reviewer", ns.name).as_str())
         );
         let groups = user.groups.unwrap_or_default();
-        assert!(groups.contains(&"system:serviceaccounts".to_owned()), "groups: {groups:?}");
-        assert!(groups.contains(&format!("system:serviceaccounts:{}", ns.name)), "groups: {groups:?}");
+        assert!(
+            groups.contains(&"system:serviceaccounts".to_owned()),
+            "groups: {groups:?}"
+        );
+        assert!(
+            groups.contains(&format!("system:serviceaccounts:{}", ns.name)),
+            "groups: {groups:?}"
+        );
         Ok(())
     })
     .await;
@@ -141,9 +176,11 @@ async fn resource_quota_rejects_the_pod_over_the_limit() {
     in_namespace("quota", |_, admin, ns| async move {
         // ServiceAccount admission refuses pods until the controller has made "default".
         let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), &ns.name);
-        eventually("the default ServiceAccount", Duration::from_secs(30), || async {
-            accounts.get_opt("default").await.ok().flatten()
-        })
+        eventually(
+            "the default ServiceAccount",
+            Duration::from_secs(30),
+            || async { accounts.get_opt("default").await.ok().flatten() },
+        )
         .await?;
         let quotas = Api::<ResourceQuota>::namespaced(admin.clone(), &ns.name);
         let quota: ResourceQuota = serde_json::from_value(json!({
@@ -152,10 +189,16 @@ async fn resource_quota_rejects_the_pod_over_the_limit() {
         }))?;
         quotas.create(&PostParams::default(), &quota).await?;
         // Admission enforces a quota once the quota controller has filled in status.hard.
-        eventually("the quota controller to fill status.hard", Duration::from_secs(60), || async {
-            let q = quotas.get("pods").await.ok()?;
-            q.status.and_then(|s| s.hard).filter(|h| h.contains_key("pods"))
-        })
+        eventually(
+            "the quota controller to fill status.hard",
+            Duration::from_secs(60),
+            || async {
+                let q = quotas.get("pods").await.ok()?;
+                q.status
+                    .and_then(|s| s.hard)
+                    .filter(|h| h.contains_key("pods"))
+            },
+        )
         .await?;
 
         let pods = Api::<Pod>::namespaced(admin.clone(), &ns.name);
@@ -201,17 +244,23 @@ async fn deleting_a_namespace_with_objects_completes() {
         // The deployment controller answering proves the controllers run, so the namespace
         // holds owned objects (ReplicaSet, Pods) that deletion must also clear.
         let replica_sets = Api::<ReplicaSet>::namespaced(admin.clone(), &victim.name);
-        eventually("the Deployment's ReplicaSet", Duration::from_secs(60), || async {
-            let list = replica_sets.list(&ListParams::default()).await.ok()?;
-            (!list.items.is_empty()).then_some(())
-        })
+        eventually(
+            "the Deployment's ReplicaSet",
+            Duration::from_secs(60),
+            || async {
+                let list = replica_sets.list(&ListParams::default()).await.ok()?;
+                (!list.items.is_empty()).then_some(())
+            },
+        )
         .await?;
 
         victim.delete(&admin).await;
         let namespaces = Api::<Namespace>::all(admin.clone());
-        eventually("the namespace to be gone", Duration::from_secs(120), || async {
-            matches!(namespaces.get_opt(&victim.name).await, Ok(None)).then_some(())
-        })
+        eventually(
+            "the namespace to be gone",
+            Duration::from_secs(120),
+            || async { matches!(namespaces.get_opt(&victim.name).await, Ok(None)).then_some(()) },
+        )
         .await?;
         Ok(())
     })
@@ -224,8 +273,15 @@ async fn the_server_reports_the_real_kubernetes_version() {
         let expected = include_str!("../../kube-harness/KUBE_VERSION").trim();
         let info = admin.apiserver_version().await?;
         assert_eq!(info.git_version, expected);
-        let out = cp.kubectl().args(["version", "--output", "json"]).output()?;
-        assert!(out.status.success(), "kubectl version: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cp
+            .kubectl()
+            .args(["version", "--output", "json"])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "kubectl version: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let version: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         assert_eq!(version["serverVersion"]["gitVersion"], expected);
         Ok(())

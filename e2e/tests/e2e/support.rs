@@ -11,7 +11,11 @@ use kube::{Api, Client};
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// Creates a ServiceAccount and returns a short-lived token for it (TokenRequest API).
-pub async fn service_account_token(client: &Client, ns: &str, name: &str) -> Result<String, kube::Error> {
+pub async fn service_account_token(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<String, kube::Error> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let sa = ServiceAccount {
         metadata: ObjectMeta {
