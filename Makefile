@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up test lint unit e2e tools kube fmt
+.PHONY: help up test lint unit e2e tools kube fmt policies crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ up: ## Run Berth locally: a real control plane on loopback, until Ctrl-C
 	  echo "Then, in another shell:  export KUBECONFIG=$$PWD/.berth/kubeconfig; export PATH=$$bin:\$$PATH; kubectl get namespaces" && \
 	  exec "$$bin/kube-harness" --kubeconfig-out .berth/kubeconfig
 
-test: tools lint unit e2e ## The whole suite: lint, unit tests, end-to-end tests on a real control plane
+test: tools lint unit e2e ## The whole suite: lint, opa test, unit tests, end-to-end tests on a real control plane
 
 tools: ## Install pinned test tools (Debian packages, opa, kustomize)
 	@e2e/tools/install.sh >/dev/null
@@ -29,12 +29,24 @@ lint: ## rustfmt, clippy (warnings are errors), gofmt and go vet of the harness
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@test -z "$$(gofmt -l e2e/kube-harness)" || { gofmt -l e2e/kube-harness; echo "gofmt: files above need formatting"; exit 1; }
 	cd e2e/kube-harness && go vet ./...
+	@OPA=$$(e2e/tools/install.sh)/opa policies/build.sh --check
 
-unit: ## Unit tests (no cluster)
-	$(CARGO) test --workspace --locked --exclude berth-e2e
+crds: ## Regenerate deploy/crds/ from the Rust API types
+	$(CARGO) run --quiet -p berth-operator -- crds > deploy/crds/berth.dev.yaml
+
+policies: ## opa test the policy library and rebuild its committed WebAssembly bundle
+	@export OPA=$$(e2e/tools/install.sh)/opa && "$$OPA" test policies/berth && policies/build.sh
+
+unit: ## Unit tests (no cluster; the real kustomize and opa CLIs), and opa test of the policies
+	@tools=$$(e2e/tools/install.sh) && \
+	  "$$tools/opa" test policies/berth && \
+	  BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa \
+	  $(CARGO) test --workspace --locked --exclude berth-e2e
 
 e2e: ## End-to-end tests against a fresh local control plane
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  export BERTH_KUSTOMIZE=$$(e2e/tools/install.sh)/kustomize && \
+	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
 	  e2e/kube-harness/assert-stopped.sh "$$BERTH_KUBE_BIN"
 

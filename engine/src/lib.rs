@@ -1,5 +1,13 @@
 //! Berth's engine: the pieces of the sync pipeline (fetch → render → guard rails → policy →
 //! apply → report) that both `berth-operator` and `berth-agent` are built from.
 
+pub mod api;
+pub mod apply;
 pub mod cluster;
+pub mod guard;
+pub mod manifest;
+pub mod pipeline;
+pub mod policy;
+pub mod render;
+pub mod source;
 pub mod telemetry;

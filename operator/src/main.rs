@@ -2,31 +2,62 @@
 
 use std::process::ExitCode;
 
-use berth_engine::{cluster, telemetry};
-use clap::Parser;
+use berth_engine::{api, cluster, telemetry};
+use clap::{Parser, Subcommand};
 
-/// Berth's platform operator: onboards tenants from the platform repository, provisions their namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
+/// Berth's platform operator: onboards tenants from the platform repository, provisions their
+/// namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
 ///
-/// This build is the project skeleton: it only checks that it can reach the Kubernetes API
-/// server (kubeconfig or in-cluster) and exits 1, because its controllers are not built yet.
+/// The controllers are not built yet: `run` only checks that it can reach the Kubernetes API
+/// server and exits 1. `crds` prints Berth's CustomResourceDefinitions.
 #[derive(Debug, Parser)]
 #[command(name = "berth-operator", version)]
-struct Args {
+struct Cli {
     /// Log line format.
-    #[arg(long, value_enum, default_value_t, env = "BERTH_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        env = "BERTH_LOG_FORMAT",
+        global = true
+    )]
     log_format: telemetry::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the operator (not built yet: checks API server connectivity, exits 1).
+    Run,
+    /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
+    Crds,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    telemetry::init(args.log_format);
-    match cluster::connect().await {
-        Ok((_, version)) => {
-            tracing::info!(%version, "connected to the Kubernetes API server");
-            tracing::error!("berth-operator is a skeleton: its controllers are not built yet");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => match api::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("berth-operator crds: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run => {
+            telemetry::init(cli.log_format);
+            match cluster::connect().await {
+                Ok((_, version)) => {
+                    tracing::info!(%version, "connected to the Kubernetes API server");
+                    tracing::error!("berth-operator's controllers are not built yet");
+                }
+                Err(error) => tracing::error!(%error, "cannot reach the Kubernetes API server"),
+            }
+            ExitCode::FAILURE
         }
-        Err(error) => tracing::error!(%error, "cannot reach the Kubernetes API server"),
     }
-    ExitCode::FAILURE
 }

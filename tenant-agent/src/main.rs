@@ -1,32 +1,175 @@
-//! `berth-agent`: command-line entry point.
+//! `berth-agent`: keeps one tenant's Git repository applied in that tenant's namespaces
+//! (`run`), or runs the same checks on a local directory (`check`).
 
+mod check;
+mod reconcile;
+mod report;
+mod run;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_engine::{cluster, telemetry};
-use clap::Parser;
+use berth_engine::guard::{DEFAULT_ALLOWED_KINDS, TenantContext};
+use berth_engine::telemetry;
+use clap::{Args, Parser, Subcommand};
 
-/// Berth's tenant agent: keeps one tenant's Git repository applied in that tenant's namespaces, with every object checked by OPA policy before apply.
-///
-/// This build is the project skeleton: it only checks that it can reach the Kubernetes API
-/// server (kubeconfig or in-cluster) and exits 1, because its controllers are not built yet.
+/// The compiled default policy library (`policies/`, built by `make policies`).
+pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../../policies/bundle.tar.gz");
+
+/// Berth's tenant agent: keeps one tenant's Git repository applied in that tenant's
+/// namespaces, with every object checked by guard rails and OPA policy before apply.
 #[derive(Debug, Parser)]
 #[command(name = "berth-agent", version)]
-struct Args {
+struct Cli {
     /// Log line format.
-    #[arg(long, value_enum, default_value_t, env = "BERTH_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        env = "BERTH_LOG_FORMAT",
+        global = true
+    )]
     log_format: telemetry::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reconcile the tenant's repository continuously (or once, with --once).
+    Run(Box<run::RunArgs>),
+    /// Render and check a local directory with the same guard rails and policy, e.g. in a
+    /// tenant's CI. Exit code 0: clean; 2: refused; 1: error.
+    Check(CheckArgs),
+}
+
+/// Who the tenant is and what it may deploy; shared by `run` and `check`.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// Tenant name.
+    #[arg(long, env = "BERTH_TENANT")]
+    tenant: String,
+    /// A namespace of the tenant (repeatable); the first is the primary namespace, where
+    /// objects without a namespace go and where status is kept.
+    #[arg(
+        long = "namespace",
+        required = true,
+        env = "BERTH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// A kind the tenant may deploy, `Kind` or `group/Kind`, `*` for every namespaced kind
+    /// (repeatable; default: workloads and their configuration).
+    #[arg(
+        long = "allowed-kind",
+        env = "BERTH_ALLOWED_KINDS",
+        value_delimiter = ','
+    )]
+    allowed_kinds: Vec<String>,
+    /// Compiled policy bundle (`opa build -t wasm`, entrypoint berth/violations); default: the
+    /// built-in bundle.
+    #[arg(long, env = "BERTH_POLICY_BUNDLE")]
+    bundle: Option<PathBuf>,
+    /// JSON file with the policy parameters the platform sets for this tenant (`data`).
+    #[arg(long, env = "BERTH_POLICY_DATA")]
+    policy_data: Option<PathBuf>,
+    /// The kustomize program.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    kustomize: PathBuf,
+    /// Most objects one revision may render to.
+    #[arg(long, default_value_t = 5000)]
+    max_objects: usize,
+}
+
+impl TenantArgs {
+    fn context(&self) -> TenantContext {
+        let allowed_kinds = if self.allowed_kinds.is_empty() {
+            DEFAULT_ALLOWED_KINDS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect()
+        } else {
+            self.allowed_kinds.clone()
+        };
+        TenantContext {
+            name: self.tenant.clone(),
+            namespaces: self.namespaces.clone(),
+            allowed_kinds,
+        }
+    }
+
+    fn policy_data(&self) -> Result<serde_json::Value, String> {
+        let Some(path) = &self.policy_data else {
+            return Ok(serde_json::json!({}));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The directory to check (a kustomization or plain manifests).
+    dir: PathBuf,
+    #[command(flatten)]
+    tenant: TenantArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: check::Output,
+}
+
+/// Exit codes shared by `run --once` and `check`.
+pub mod exit {
+    pub const CLEAN: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const REFUSED: u8 = 2;
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    telemetry::init(args.log_format);
-    match cluster::connect().await {
-        Ok((_, version)) => {
-            tracing::info!(%version, "connected to the Kubernetes API server");
-            tracing::error!("berth-agent is a skeleton: its controllers are not built yet");
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let code = match cli.command {
+        Command::Run(args) => run::main(*args).await,
+        Command::Check(args) => check_main(args).await,
+    };
+    ExitCode::from(code)
+}
+
+async fn check_main(args: CheckArgs) -> u8 {
+    let policy_data = match args.tenant.policy_data() {
+        Ok(data) => data,
+        Err(e) => {
+            eprintln!("berth-agent check: policy data {e}");
+            return exit::ERROR;
         }
-        Err(error) => tracing::error!(%error, "cannot reach the Kubernetes API server"),
+    };
+    let options = check::CheckOptions {
+        dir: args.dir,
+        tenant: args.tenant.context(),
+        bundle: args.tenant.bundle,
+        policy_data,
+        kustomize: args.tenant.kustomize,
+        max_objects: args.tenant.max_objects,
+    };
+    match check::run(options).await {
+        Ok(checked) => {
+            print!("{}", check::format(&checked, args.output));
+            if args.output != check::Output::Text {
+                println!();
+            }
+            if checked.is_refused() {
+                exit::REFUSED
+            } else {
+                exit::CLEAN
+            }
+        }
+        Err(error) => {
+            match args.output {
+                check::Output::Json => println!("{}", check::error_json(&error)),
+                _ => eprintln!("berth-agent check: {error}"),
+            }
+            exit::ERROR
+        }
     }
-    ExitCode::FAILURE
 }

@@ -1,4 +1,6 @@
 //! Berth's end-to-end suite, one test binary so every test shares one local control plane.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod agent;
 mod control_plane;
 mod support;

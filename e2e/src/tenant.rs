@@ -1,0 +1,193 @@
+//! A tenant set up by hand the way the operator will: its namespace, the agent's
+//! ServiceAccount with a Role confined to that namespace, a token kubeconfig, the TenantSync
+//! CRD; and `berth-agent` run as a child process with those credentials.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::ControlPlane;
+
+/// Resources the test agent may manage in its namespace (issue 4's operator owns the real
+/// Role); quota and limit objects are deliberately absent.
+const AGENT_RULES: &str = r#"[
+  {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": ["*"]},
+  {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["*"]},
+  {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]},
+  {"apiGroups": ["berth.dev"], "resources": ["tenantsyncs", "tenantsyncs/status"], "verbs": ["get", "list", "watch", "create", "patch", "update"]}
+]"#;
+
+/// A provisioned tenant whose agent can be run.
+pub struct TestTenant {
+    pub name: String,
+    pub namespace: String,
+    kubeconfig: tempfile::NamedTempFile,
+    cache: tempfile::TempDir,
+}
+
+/// Installs Berth's CRDs from `deploy/crds/` (idempotent).
+pub async fn install_crds(client: &Client) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds/berth.dev.yaml");
+    let text = std::fs::read_to_string(&path).expect("reading deploy/crds");
+    let crds: Vec<CustomResourceDefinition> =
+        serde_saphyr::from_multiple(&text).expect("parsing CRDs");
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        api.patch(
+            &name,
+            &PatchParams::apply("berth-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("applying CRD");
+        for _ in 0..100 {
+            let established = api
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl TestTenant {
+    /// Sets up tenant `name` owning `namespace` (which must exist).
+    pub async fn provision(
+        cp: &ControlPlane,
+        client: &Client,
+        name: &str,
+        namespace: &str,
+    ) -> Self {
+        install_crds(client).await;
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "berth-agent"}})).expect("sa");
+        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("creating the agent ServiceAccount");
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "berth-agent"},
+            "rules": serde_json::from_str::<serde_json::Value>(AGENT_RULES).expect("rules"),
+        }))
+        .expect("role");
+        Api::<Role>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("creating the agent Role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "berth-agent"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-agent"},
+            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": namespace}],
+        }))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("creating the agent RoleBinding");
+
+        let token = request_token(client, namespace).await;
+        let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig file");
+        write_token_kubeconfig(cp, &token, kubeconfig.path()).await;
+        Self {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            kubeconfig,
+            cache: tempfile::tempdir().expect("cache dir"),
+        }
+    }
+
+    /// `berth-agent run --once` against `url`, as this tenant's ServiceAccount.
+    pub fn run_once(&self, url: &str, extra: &[&str]) -> Output {
+        let mut cmd = Command::new(agent_binary());
+        cmd.args([
+            "run",
+            "--once",
+            "--tenant",
+            &self.name,
+            "--namespace",
+            &self.namespace,
+            "--repo",
+            url,
+        ])
+        .arg("--cache-dir")
+        .arg(self.cache.path())
+        .args(extra)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", self.kubeconfig.path())
+        .env(
+            "RUST_LOG",
+            std::env::var("BERTH_E2E_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        if let Some(kustomize) = std::env::var_os("BERTH_KUSTOMIZE") {
+            cmd.env("BERTH_KUSTOMIZE", kustomize);
+        }
+        let out = cmd.output().expect("running berth-agent");
+        eprintln!(
+            "berth-agent exited {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// The `berth-agent` binary next to this test binary's directory (built by `cargo build`).
+pub fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let binary = dir.join("berth-agent");
+    assert!(
+        binary.is_file(),
+        "{} not found: build the binaries first (`cargo build --bins`, as `make e2e` does)",
+        binary.display()
+    );
+    binary
+}
+
+async fn request_token(client: &Client, namespace: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let issued: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_subresource("token", "berth-agent", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest");
+    issued.status.and_then(|s| s.token).expect("token")
+}
+
+async fn write_token_kubeconfig(cp: &ControlPlane, token: &str, path: &std::path::Path) {
+    let admin = cp.admin_config().await.expect("admin config");
+    let ca = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
+    let ca_data = ca
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
+        .expect("CA in kubeconfig");
+    let body = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority-data: {ca_data}\nusers:\n- name: agent\n  user:\n    token: {token}\ncontexts:\n- name: agent\n  context: {{cluster: local, user: agent}}\ncurrent-context: agent\n",
+        admin.cluster_url
+    );
+    std::fs::write(path, body).expect("writing kubeconfig");
+}

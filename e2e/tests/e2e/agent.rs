@@ -1,0 +1,388 @@
+//! The tenant agent against the real control plane and real Git: apply, prune, drift, the
+//! policy gate, guard rails with RBAC behind them, and hostile or broken repositories.
+
+use berth_e2e::{TestRepo, TestTenant, in_namespace};
+use berth_engine::api::{SyncResult, TenantSync, TenantSyncStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
+}
+
+fn deployment(name: &str, image: &str, privileged: bool) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{app.kubernetes.io/name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        securityContext: {{privileged: {privileged}}}
+"#
+    )
+}
+
+async fn status(client: &Client, ns: &str) -> TenantSyncStatus {
+    Api::<TenantSync>::namespaced(client.clone(), ns)
+        .get("berth")
+        .await
+        .expect("TenantSync berth")
+        .status
+        .unwrap_or_default()
+}
+
+async fn data(client: &Client, ns: &str, name: &str) -> Option<String> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get ConfigMap")
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get("key").cloned())
+}
+
+#[tokio::test]
+async fn commits_are_applied_pruned_and_drift_is_reverted() {
+    in_namespace("agent-apply", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-apply", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("apps/config.yaml", config_map("settings", "v1"))
+            .write(
+                "apps/web.yaml",
+                deployment("web", "registry.example/web:1.0.0", false),
+            );
+        let first = repo.commit("first");
+
+        let out = tenant.run_once(&repo.file_url(), &[]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            data(&admin, &ns.name, "settings").await.as_deref(),
+            Some("v1")
+        );
+        let web = Api::<Deployment>::namespaced(admin.clone(), &ns.name)
+            .get("web")
+            .await?;
+        let labels = web.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels.get("berth.dev/tenant").map(String::as_str),
+            Some("team-apply")
+        );
+        let s = status(&admin, &ns.name).await;
+        assert_eq!(s.result, SyncResult::Applied);
+        assert_eq!(s.last_applied_revision.as_deref(), Some(first.as_str()));
+        assert_eq!((s.counts.objects, s.counts.applied), (2, 2));
+
+        // A kubectl edit of a managed field is reverted on the next reconcile.
+        let edit = json!({"data": {"key": "edited-by-hand"}});
+        Api::<ConfigMap>::namespaced(admin.clone(), &ns.name)
+            .patch("settings", &PatchParams::default(), &Patch::Merge(&edit))
+            .await?;
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+        assert_eq!(
+            data(&admin, &ns.name, "settings").await.as_deref(),
+            Some("v1")
+        );
+
+        // Nothing to change: no object and not even the status is written.
+        let versions = |admin: Client, ns: String| async move {
+            let cm = Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+                .get("settings")
+                .await
+                .expect("cm");
+            let sync = Api::<TenantSync>::namespaced(admin, &ns)
+                .get("berth")
+                .await
+                .expect("sync");
+            (cm.metadata.resource_version, sync.metadata.resource_version)
+        };
+        let before = versions(admin.clone(), ns.name.clone()).await;
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+        assert_eq!(versions(admin.clone(), ns.name.clone()).await, before);
+
+        // Removing a manifest prunes its object, and only that one.
+        repo.remove("apps/config.yaml");
+        let second = repo.commit("drop settings");
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+        assert_eq!(data(&admin, &ns.name, "settings").await, None);
+        assert!(
+            Api::<Deployment>::namespaced(admin.clone(), &ns.name)
+                .get_opt("web")
+                .await?
+                .is_some()
+        );
+        let s = status(&admin, &ns.name).await;
+        assert_eq!(s.counts.pruned, 1);
+        assert_eq!(s.last_applied_revision.as_deref(), Some(second.as_str()));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_denied_object_refuses_the_whole_revision() {
+    in_namespace("agent-deny", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-deny", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("config.yaml", config_map("settings", "good"));
+        let good = repo.commit("good");
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+
+        repo.write("config.yaml", config_map("settings", "changed"))
+            .write(
+                "web.yaml",
+                deployment("web", "registry.example/web:1.0.0", true),
+            );
+        repo.commit("privileged");
+        let out = tenant.run_once(&repo.file_url(), &[]);
+        assert_eq!(out.status.code(), Some(2), "refused revisions exit 2");
+
+        // Nothing of the refused revision is applied: the ConfigMap keeps the good value.
+        assert_eq!(
+            data(&admin, &ns.name, "settings").await.as_deref(),
+            Some("good")
+        );
+        assert!(
+            Api::<Deployment>::namespaced(admin.clone(), &ns.name)
+                .get_opt("web")
+                .await?
+                .is_none()
+        );
+        let s = status(&admin, &ns.name).await;
+        assert_eq!(s.result, SyncResult::Refused);
+        assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
+        assert_eq!(s.refused.len(), 1);
+        let refused = &s.refused[0];
+        assert_eq!(refused.object, format!("Deployment {}/web", ns.name));
+        assert_eq!(
+            (refused.policy.as_str(), refused.rule.as_str()),
+            ("pod-security", "no-privileged")
+        );
+        assert_eq!(refused.message, "container app runs privileged");
+        assert_eq!(refused.origin, "web.yaml (document 1)");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_them() {
+    in_namespace("agent-guard", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-guard", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("mine.yaml", config_map("mine", "v"))
+            .write(
+                "theirs.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: theirs, namespace: kube-system}\ndata: {key: x}\n",
+            )
+            .write(
+                "escalate.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: e2e-escalate}\nrules: []\n",
+            );
+        repo.commit("escape attempts");
+
+        assert_eq!(tenant.run_once(&repo.file_url(), &[]).status.code(), Some(2));
+        let s = status(&admin, &ns.name).await;
+        let mut reasons: Vec<(String, String)> =
+            s.refused.iter().map(|r| (r.object.clone(), r.rule.clone())).collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                ("ClusterRole e2e-escalate".to_owned(), "ClusterScoped".to_owned()),
+                ("ConfigMap kube-system/theirs".to_owned(), "OutsideTenant".to_owned()),
+            ]
+        );
+        assert_eq!(data(&admin, &ns.name, "mine").await, None, "nothing of a refused revision");
+
+        // With the guard rails off (test-only switch), the API server's RBAC still refuses.
+        let out = tenant.run_once(&repo.file_url(), &["--unsafe-skip-guard-rails"]);
+        assert_eq!(out.status.code(), Some(1));
+        let s = status(&admin, &ns.name).await;
+        assert_eq!(s.result, SyncResult::Failed);
+        assert!(s.message.contains("forbidden") && s.message.contains("403"), "{}", s.message);
+        let kube_system = Api::<ConfigMap>::namespaced(admin.clone(), "kube-system");
+        assert!(kube_system.get_opt("theirs").await?.is_none());
+        let roles = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone());
+        assert!(roles.get_opt("e2e-escalate").await?.is_none());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn broken_and_hostile_repositories_change_nothing() {
+    in_namespace("agent-hostile", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-hostile", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("config.yaml", config_map("settings", "good"));
+        let good = repo.commit("good");
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+
+        type Breakage = Box<dyn Fn(&TestRepo)>;
+        let cases: Vec<(&str, Breakage, &str)> = vec![
+            (
+                "malformed YAML",
+                Box::new(|r| {
+                    r.write("bad.yaml", "kind: [unclosed\n");
+                }),
+                "bad.yaml (document 1): malformed document",
+            ),
+            (
+                "invalid UTF-8",
+                Box::new(|r| {
+                    r.write("bin.yaml", [0x6b, 0x3a, 0xff, 0xfe]);
+                }),
+                "bin.yaml: not valid UTF-8",
+            ),
+            (
+                "symlink to /etc/passwd",
+                Box::new(|r| {
+                    r.symlink("passwd.yaml", "/etc/passwd");
+                }),
+                "passwd.yaml: symbolic links are not allowed",
+            ),
+            (
+                "kustomization escaping the repository",
+                Box::new(|r| {
+                    r.write("kustomization.yaml", "resources:\n- ../../\n");
+                }),
+                "points outside the repository",
+            ),
+            (
+                "remote base",
+                Box::new(|r| {
+                    r.write(
+                        "kustomization.yaml",
+                        "resources:\n- https://github.com/org/repo//base?ref=v1\n",
+                    );
+                }),
+                "remote base",
+            ),
+            (
+                "duplicate objects",
+                Box::new(|r| {
+                    r.write("dup.yaml", config_map("settings", "dup"));
+                }),
+                "duplicate of ConfigMap",
+            ),
+            (
+                "a 100 MB file",
+                Box::new(|r| {
+                    r.write("huge.yaml", vec![b'#'; 100 * 1024 * 1024]);
+                }),
+                "huge.yaml is 104857600 bytes",
+            ),
+        ];
+        for (name, break_it, expected) in cases {
+            let scratch = TestRepo::new();
+            scratch.write("config.yaml", config_map("settings", "changed"));
+            break_it(&scratch);
+            scratch.commit(name);
+            let out = tenant.run_once(&scratch.file_url(), &[]);
+            assert_eq!(out.status.code(), Some(1), "{name}");
+            let s = status(&admin, &ns.name).await;
+            assert_eq!(s.result, SyncResult::Failed, "{name}");
+            assert!(s.message.contains(expected), "{name}: {}", s.message);
+            assert_eq!(
+                data(&admin, &ns.name, "settings").await.as_deref(),
+                Some("good"),
+                "{name}"
+            );
+            assert_eq!(
+                s.last_applied_revision.as_deref(),
+                Some(good.as_str()),
+                "{name}"
+            );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn force_push_deleted_branch_and_unreachable_server() {
+    in_namespace("agent-history", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-history", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("config.yaml", config_map("settings", "one"));
+        repo.commit("one");
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+
+        // Force-pushed history is followed.
+        repo.write("config.yaml", config_map("settings", "rewritten"));
+        let rewritten = repo.force_push_new_history("rewritten");
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(0)
+        );
+        assert_eq!(
+            data(&admin, &ns.name, "settings").await.as_deref(),
+            Some("rewritten")
+        );
+        assert_eq!(
+            status(&admin, &ns.name).await.last_applied_revision,
+            Some(rewritten.clone())
+        );
+
+        // A deleted branch keeps the last good revision and says so.
+        repo.delete_branch();
+        assert_eq!(
+            tenant.run_once(&repo.file_url(), &[]).status.code(),
+            Some(1)
+        );
+        let s = status(&admin, &ns.name).await;
+        assert!(
+            s.message.contains("branch main does not exist"),
+            "{}",
+            s.message
+        );
+        assert_eq!(s.last_applied_revision, Some(rewritten.clone()));
+        assert_eq!(
+            data(&admin, &ns.name, "settings").await.as_deref(),
+            Some("rewritten")
+        );
+
+        // An unreachable server likewise.
+        let out = tenant.run_once("https://127.0.0.1:9/nowhere.git", &["--git-timeout", "2s"]);
+        assert_eq!(out.status.code(), Some(1));
+        let s = status(&admin, &ns.name).await;
+        assert!(
+            s.message
+                .starts_with("fetching https://127.0.0.1:9/nowhere.git"),
+            "{}",
+            s.message
+        );
+        assert_eq!(s.last_applied_revision, Some(rewritten));
+        Ok(())
+    })
+    .await;
+}

@@ -1,0 +1,400 @@
+//! Apply step: server-side apply of a checked revision under one field manager, skipping what
+//! is already in place, then pruning what the previous revision applied and this one dropped.
+
+mod diff;
+mod order;
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiCapabilities};
+use kube::{Api, Client};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use diff::{first_difference, is_subset};
+pub use order::{tier, tiers};
+
+use crate::guard::Scope;
+use crate::manifest::{Manifest, ObjectRef};
+
+/// The one field manager Berth applies with.
+pub const FIELD_MANAGER: &str = "berth";
+/// Label on every object Berth applies, naming the tenant; pruning requires it.
+pub const TENANT_LABEL: &str = "berth.dev/tenant";
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
+
+/// Why applying a revision failed. The object is named; the message is the API server's.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("discovering the API of {object}: {source}")]
+    Discovery {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing {resource} in {namespace}: {source}")]
+    List {
+        resource: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object} was refused by the API server (dry run, nothing applied): {message}")]
+    DryRun { object: String, message: String },
+    #[error("applying {object}: {message}")]
+    Apply { object: String, message: String },
+    #[error("pruning {object}: {source}")]
+    Prune {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ApplyError {
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Discovery { .. } => "Discovery",
+            Self::List { .. } => "List",
+            Self::DryRun { .. } => "DryRun",
+            Self::Apply { .. } => "Apply",
+            Self::Prune { .. } => "Prune",
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Objects created or changed.
+    pub applied: Vec<ObjectRef>,
+    /// Objects already as declared.
+    pub unchanged: usize,
+    /// Objects deleted because the revision no longer declares them.
+    pub pruned: Vec<ObjectRef>,
+    /// What Berth now manages: the next reconcile prunes from this.
+    pub inventory: Vec<ObjectRef>,
+}
+
+/// Applies revisions for one tenant with one client (the tenant's ServiceAccount).
+pub struct Applier {
+    client: Client,
+    tenant: String,
+    concurrency: usize,
+    resources: Mutex<HashMap<GroupVersionKind, Option<(ApiResource, ApiCapabilities)>>>,
+}
+
+impl Applier {
+    pub fn new(client: Client, tenant: &str, concurrency: usize) -> Self {
+        Self {
+            client,
+            tenant: tenant.to_owned(),
+            concurrency: concurrency.max(1),
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The scope of every kind in `manifests`, from the API server's discovery (cached).
+    pub async fn scopes(
+        &self,
+        manifests: &[Manifest],
+    ) -> Result<HashMap<GroupVersionKind, Scope>, ApplyError> {
+        let mut scopes = HashMap::new();
+        for m in manifests {
+            let gvk = gvk(&m.reference);
+            if scopes.contains_key(&gvk) {
+                continue;
+            }
+            let scope = match self.resource(&m.reference).await? {
+                None => Scope::Unknown,
+                Some((_, caps)) if caps.scope == discovery::Scope::Namespaced => Scope::Namespaced,
+                Some(_) => Scope::Cluster,
+            };
+            scopes.insert(gvk, scope);
+        }
+        Ok(scopes)
+    }
+
+    async fn resource(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, ApplyError> {
+        let gvk = gvk(object);
+        if let Some(found) = self.resources.lock().await.get(&gvk) {
+            return Ok(found.clone());
+        }
+        let found = match discovery::pinned_kind(&self.client, &gvk).await {
+            Ok(found) => Some(found),
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(kube::Error::Discovery(_)) => None,
+            Err(source) => {
+                return Err(ApplyError::Discovery {
+                    object: object.to_string(),
+                    source,
+                });
+            }
+        };
+        self.resources.lock().await.insert(gvk, found.clone());
+        Ok(found)
+    }
+
+    async fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ApplyError> {
+        let (resource, _) = self
+            .resource(object)
+            .await?
+            .ok_or_else(|| ApplyError::Apply {
+                object: object.to_string(),
+                message: "kind is not served by the API server".into(),
+            })?;
+        Ok(match &object.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        })
+    }
+
+    /// Applies `manifests` (already through guard rails and policy) and prunes what
+    /// `previous` holds that they no longer declare. Changed objects are first applied as a
+    /// dry run, so a revision the API server would refuse changes nothing.
+    pub async fn apply(
+        &self,
+        manifests: &[Manifest],
+        previous: &[ObjectRef],
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let desired: Vec<Manifest> = manifests
+            .iter()
+            .map(|m| Manifest {
+                object: self.prepare(&m.object),
+                ..m.clone()
+            })
+            .collect();
+        let live = self.live_objects(&desired).await?;
+        let changed: Vec<Manifest> = desired
+            .iter()
+            .filter(|m| match live.get(&m.reference) {
+                None => true,
+                Some(l) => match first_difference(&m.object, l) {
+                    None => false,
+                    Some(path) => {
+                        tracing::debug!(object = %m.reference, field = %path, "differs from the cluster");
+                        true
+                    }
+                },
+            })
+            .cloned()
+            .collect();
+
+        for tier in tiers(&changed) {
+            self.patch_all(&tier, true).await?;
+        }
+        for tier in tiers(&changed) {
+            self.patch_all(&tier, false).await?;
+        }
+
+        let declared: BTreeSet<_> = desired.iter().map(|m| m.reference.identity()).collect();
+        let mut stale: Vec<&ObjectRef> = previous
+            .iter()
+            .filter(|r| !declared.contains(&r.identity()))
+            .collect();
+        stale.sort_by_key(|r| std::cmp::Reverse(tier(r)));
+        let mut pruned = Vec::new();
+        for object in stale {
+            if self.prune(object).await? {
+                pruned.push(object.clone());
+            }
+        }
+        let mut inventory: Vec<ObjectRef> = desired.iter().map(|m| m.reference.clone()).collect();
+        inventory.sort();
+        Ok(ApplyOutcome {
+            applied: changed.iter().map(|m| m.reference.clone()).collect(),
+            unchanged: desired.len() - changed.len(),
+            pruned,
+            inventory,
+        })
+    }
+
+    /// Adds Berth's labels and writes Secret `stringData` as `data`, which is how the server
+    /// stores it (otherwise every reconcile would see a change).
+    fn prepare(&self, object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert(TENANT_LABEL.into(), Value::String(self.tenant.clone()));
+                labels.insert(MANAGED_BY.0.into(), Value::String(MANAGED_BY.1.into()));
+            }
+        }
+        if object.get("kind") == Some(&Value::from("Secret"))
+            && object.get("apiVersion") == Some(&Value::from("v1"))
+        {
+            normalize_secret(&mut object);
+        }
+        object
+    }
+
+    /// The live versions of the objects Berth manages, one LIST per kind and namespace.
+    async fn live_objects(
+        &self,
+        desired: &[Manifest],
+    ) -> Result<HashMap<ObjectRef, Value>, ApplyError> {
+        let mut groups: BTreeSet<(String, String, Option<String>)> = BTreeSet::new();
+        for m in desired {
+            let r = &m.reference;
+            groups.insert((r.api_version.clone(), r.kind.clone(), r.namespace.clone()));
+        }
+        let selector = format!("{TENANT_LABEL}={}", self.tenant);
+        let mut live = HashMap::new();
+        for (api_version, kind, namespace) in groups {
+            let probe = ObjectRef {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: String::new(),
+            };
+            let api = self.api(&probe).await?;
+            let list = api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|source| ApplyError::List {
+                    resource: kind.clone(),
+                    namespace: namespace.clone().unwrap_or_default(),
+                    source,
+                })?;
+            for item in list.items {
+                let Some(name) = item.metadata.name.clone() else {
+                    continue;
+                };
+                let reference = ObjectRef {
+                    name,
+                    ..probe.clone()
+                };
+                if let Ok(mut value) = serde_json::to_value(&item) {
+                    // List items come without apiVersion and kind.
+                    if let Some(map) = value.as_object_mut() {
+                        map.insert("apiVersion".into(), Value::String(api_version.clone()));
+                        map.insert("kind".into(), Value::String(kind.clone()));
+                    }
+                    live.insert(reference, value);
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    async fn patch_all(&self, manifests: &[&Manifest], dry_run: bool) -> Result<(), ApplyError> {
+        stream::iter(manifests.iter().map(|m| self.patch(m, dry_run)))
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
+    async fn patch(&self, manifest: &Manifest, dry_run: bool) -> Result<(), ApplyError> {
+        let api = self.api(&manifest.reference).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        if dry_run {
+            params = params.dry_run();
+        }
+        match api
+            .patch(
+                &manifest.reference.name,
+                &params,
+                &Patch::Apply(&manifest.object),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let object = format!("{} ({})", manifest.reference, manifest.origin);
+                let message = api_message(&e);
+                Err(if dry_run {
+                    ApplyError::DryRun { object, message }
+                } else {
+                    ApplyError::Apply { object, message }
+                })
+            }
+        }
+    }
+
+    /// Deletes `object` if it still carries this tenant's label; returns whether it did.
+    async fn prune(&self, object: &ObjectRef) -> Result<bool, ApplyError> {
+        let prune_error = |source| ApplyError::Prune {
+            object: object.to_string(),
+            source,
+        };
+        let api = match self.resource(object).await? {
+            Some(_) => self.api(object).await?,
+            None => return Ok(false),
+        };
+        let Some(live) = api.get_opt(&object.name).await.map_err(prune_error)? else {
+            return Ok(false);
+        };
+        let ours = live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TENANT_LABEL))
+            .is_some_and(|t| *t == self.tenant);
+        if !ours {
+            return Ok(false);
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&object.name, &params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(source) => Err(prune_error(source)),
+        }
+    }
+}
+
+fn gvk(object: &ObjectRef) -> GroupVersionKind {
+    let (group, version) = object
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", &object.api_version));
+    GroupVersionKind::gvk(group, version, &object.kind)
+}
+
+fn normalize_secret(secret: &mut Value) {
+    use base64::Engine;
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in string_data {
+            if let Some(text) = value.as_str() {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                data.insert(key, Value::String(encoded));
+            }
+        }
+    }
+}
+
+/// The API server's own message for a failed call (status code and reason included).
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,85 @@
+//! The unit every pipeline step passes along: one Kubernetes object with where it came from.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where an object was declared: a file of the revision and the document's index in it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    /// 1-based index of the YAML document within the file.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file, self.document)
+    }
+}
+
+/// Identifies an object in the cluster. The API version is kept for display and apply, but two
+/// versions of one group/kind/namespace/name are the same object.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The API group ("" for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group)
+    }
+
+    /// The identity used for duplicates and inventory: group, kind, namespace, name.
+    pub fn identity(&self) -> (&str, &str, Option<&str>, &str) {
+        (
+            self.group(),
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A rendered object of a revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub origin: Origin,
+    pub reference: ObjectRef,
+    /// The full object as declared (after defaulting its namespace, see guard rails).
+    pub object: Value,
+}
+
+impl Manifest {
+    /// Sets the object's namespace, in both the reference and the body.
+    pub fn set_namespace(&mut self, namespace: &str) {
+        self.reference.namespace = Some(namespace.to_owned());
+        if let Some(meta) = self
+            .object
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
+            meta.insert("namespace".into(), Value::String(namespace.to_owned()));
+        }
+    }
+}

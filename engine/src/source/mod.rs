@@ -1,0 +1,123 @@
+//! Fetch step: the tenant's repository through gix over HTTPS, SSH or `file://`, one bare
+//! cache per tenant, incremental fetches, branch → commit, and the commit's files read from
+//! its tree without a worktree, within limits.
+
+mod fetch;
+mod tree;
+mod url;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+pub use tree::TreeLimits;
+pub use url::{RepoUrl, validate_url};
+
+use crate::render::SourceFile;
+
+/// How the agent authenticates to the repository server.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTPS basic auth; for a token, the username the forge expects (e.g. `x-access-token`)
+    /// and the token as password. Sent only to the repository's own host.
+    Basic { username: String, password: String },
+    /// SSH with this private key; the server's host key must be in `known_hosts`.
+    Ssh {
+        private_key: PathBuf,
+        known_hosts: PathBuf,
+    },
+}
+
+/// Where and how to fetch.
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    pub url: RepoUrl,
+    pub branch: String,
+    /// The bare cache repository (created on first fetch).
+    pub cache_dir: PathBuf,
+    pub auth: Auth,
+    /// PEM bundle of the only CAs trusted for HTTPS (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Connect and read timeout.
+    pub timeout: Duration,
+    pub limits: TreeLimits,
+    /// The `ssh` program.
+    pub ssh_program: String,
+}
+
+/// A fetched commit and its files.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    /// The commit id (hex).
+    pub commit: String,
+    /// Every regular file of the commit, paths relative to the repository root.
+    pub files: Vec<SourceFile>,
+}
+
+/// Why a revision could not be fetched. No variant carries credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("invalid repository URL: {0}")]
+    Url(String),
+    #[error("opening the repository cache {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+    #[error("fetching {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("branch {branch} does not exist in {url}")]
+    BranchNotFound { url: String, branch: String },
+    #[error("reading commit {commit}: {reason}")]
+    Tree { commit: String, reason: String },
+    #[error("{path}: {reason}")]
+    Refused { path: String, reason: String },
+    #[error("the revision exceeds a limit: {0}")]
+    Limit(String),
+}
+
+impl SourceError {
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "Url",
+            Self::Cache { .. } => "Cache",
+            Self::Fetch { .. } => "Fetch",
+            Self::BranchNotFound { .. } => "BranchNotFound",
+            Self::Tree { .. } => "Tree",
+            Self::Refused { .. } => "Refused",
+            Self::Limit(_) => "Limit",
+        }
+    }
+}
+
+impl GitSource {
+    /// Fetches the branch and reads its head commit. Blocking: call from a blocking thread.
+    pub fn fetch(&self, interrupt: &AtomicBool) -> Result<Revision, SourceError> {
+        let repo = fetch::open_cache(&self.cache_dir, self.url.is_file())?;
+        let heads = fetch::fetch(&repo, self, interrupt)?;
+        let commit =
+            heads
+                .get(&self.branch)
+                .copied()
+                .ok_or_else(|| SourceError::BranchNotFound {
+                    url: self.url.redacted(),
+                    branch: self.branch.clone(),
+                })?;
+        let files = tree::read(&repo, commit, &self.limits)?;
+        Ok(Revision {
+            commit: commit.to_string(),
+            files,
+        })
+    }
+}
+
+fn gix_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,131 @@
+//! `berth-agent check DIR`: the agent's render, guard rails and policy on a local directory,
+//! for a tenant's own CI, with human, JSON, SARIF or JUnit output.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_engine::guard::{self, Scope, TenantContext};
+use berth_engine::pipeline::{CheckError, Checked, Checker};
+use berth_engine::policy::PolicyBundle;
+use berth_engine::render::{Kustomize, RenderLimits, SourceFile};
+use serde_json::json;
+
+use crate::report;
+
+/// Output format of `check`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+    Sarif,
+    Junit,
+}
+
+/// Why `check` could not run (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckCommandError {
+    #[error("reading {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: symbolic links are not allowed in a tenant repository")]
+    Symlink { path: PathBuf },
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error(transparent)]
+    Policy(#[from] berth_engine::policy::PolicyError),
+}
+
+/// Reads every regular file below `dir` (paths relative to it), refusing symlinks as the
+/// agent does for a repository.
+pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, CheckCommandError> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let read_error = |e: std::io::Error| CheckCommandError::Read {
+            path: current.clone(),
+            reason: e.to_string(),
+        };
+        for entry in std::fs::read_dir(&current).map_err(read_error)? {
+            let entry = entry.map_err(read_error)?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(read_error)?;
+            if kind.is_symlink() {
+                return Err(CheckCommandError::Symlink { path });
+            }
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let content = std::fs::read(&path).map_err(|e| CheckCommandError::Read {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let relative = path.strip_prefix(dir).unwrap_or(&path);
+                files.push(SourceFile {
+                    path: relative.to_string_lossy().into_owned(),
+                    content,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+pub struct CheckOptions {
+    pub dir: PathBuf,
+    pub tenant: TenantContext,
+    pub bundle: Option<PathBuf>,
+    pub policy_data: serde_json::Value,
+    pub kustomize: PathBuf,
+    pub max_objects: usize,
+}
+
+/// Runs the checks; the caller prints the result and maps it to an exit code.
+pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
+    let policy = match &options.bundle {
+        Some(path) => PolicyBundle::from_file(path, options.policy_data.clone()).await?,
+        None => {
+            PolicyBundle::from_bytes(
+                "built-in default bundle",
+                crate::DEFAULT_BUNDLE,
+                options.policy_data.clone(),
+            )
+            .await?
+        }
+    };
+    let checker = Checker {
+        tenant: options.tenant,
+        policy: Arc::new(policy),
+        kustomize: Kustomize {
+            program: options.kustomize,
+            ..Kustomize::default()
+        },
+        limits: RenderLimits {
+            max_objects: options.max_objects,
+            ..RenderLimits::default()
+        },
+    };
+    let files = read_dir(&options.dir)?;
+    // Without a cluster, kinds Berth does not know are taken as namespaced; the agent asks
+    // the API server.
+    let scope = |o: &_| guard::builtin_scope(o).unwrap_or(Scope::Namespaced);
+    Ok(checker.check(files, "", "working tree", scope).await?)
+}
+
+/// Formats a check result.
+pub fn format(checked: &Checked, output: Output) -> String {
+    match output {
+        Output::Text => report::text(checked),
+        Output::Json => serde_json::to_string_pretty(&report::json(checked)).unwrap_or_default(),
+        Output::Sarif => serde_json::to_string_pretty(&report::sarif(checked)).unwrap_or_default(),
+        Output::Junit => report::junit(checked),
+    }
+}
+
+/// JSON for a check that could not run.
+pub fn error_json(error: &CheckCommandError) -> String {
+    json!({"result": "error", "error": error.to_string()}).to_string()
+}

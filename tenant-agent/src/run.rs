@@ -1,0 +1,292 @@
+//! `berth-agent run`: the reconcile loop. Each reconcile is fetch → render → guard rails →
+//! policy → apply → prune → status; a refused or failed revision changes nothing and the last
+//! good one stays applied.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use berth_engine::api::{SyncResult, TenantSync, TenantSyncSpec};
+use berth_engine::apply::Applier;
+use berth_engine::guard::Scope;
+use berth_engine::pipeline::Checker;
+use berth_engine::policy::PolicyBundle;
+use berth_engine::render::{Kustomize, RenderLimits};
+use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
+use clap::Args;
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::watcher;
+use tokio::sync::Notify;
+
+use crate::reconcile::{Agent, Outcome};
+use crate::{TenantArgs, exit};
+
+/// Name of the TenantSync object the agent keeps in the primary namespace.
+pub const SYNC_NAME: &str = "berth";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    tenant: TenantArgs,
+    /// The tenant's repository: https://…, ssh://… (or user@host:path) or file:///….
+    #[arg(long, env = "BERTH_REPO_URL")]
+    repo: String,
+    /// Branch to follow.
+    #[arg(long, default_value = "main", env = "BERTH_BRANCH")]
+    branch: String,
+    /// Directory of the repository to apply ("" for the root).
+    #[arg(long, default_value = "", env = "BERTH_PATH")]
+    path: String,
+    /// Time between reconciles, e.g. 30s, 5m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "BERTH_INTERVAL")]
+    interval: Duration,
+    /// Reconcile once and exit: 0 applied (or nothing to do), 2 refused, 1 error.
+    #[arg(long)]
+    once: bool,
+    /// Directory of the repository cache.
+    #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
+    cache_dir: PathBuf,
+    /// PEM file of the only CAs trusted for an HTTPS repository.
+    #[arg(long, env = "BERTH_GIT_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// HTTPS username (with --password-file; for a token, the name the forge expects).
+    #[arg(long, env = "BERTH_GIT_USERNAME", requires = "password_file")]
+    username: Option<String>,
+    /// File holding the HTTPS password or token.
+    #[arg(long, env = "BERTH_GIT_PASSWORD_FILE", requires = "username")]
+    password_file: Option<PathBuf>,
+    /// SSH private key (with --known-hosts).
+    #[arg(long, env = "BERTH_GIT_SSH_KEY", requires = "known_hosts")]
+    ssh_key: Option<PathBuf>,
+    /// known_hosts file the SSH server's host key must be in.
+    #[arg(long, env = "BERTH_GIT_KNOWN_HOSTS", requires = "ssh_key")]
+    known_hosts: Option<PathBuf>,
+    /// Git connect/read timeout.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    git_timeout: Duration,
+    /// Objects applied at once.
+    #[arg(long, default_value_t = 8)]
+    apply_concurrency: usize,
+    /// TEST ONLY: skip the guard rails, to prove the API server's RBAC still confines the agent.
+    #[arg(long, hide = true)]
+    unsafe_skip_guard_rails: bool,
+}
+
+/// Parses `90`, `90s`, `5m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s or 5m"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: use s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+pub async fn main(args: RunArgs) -> u8 {
+    match build(&args).await {
+        Ok(agent) => run(agent, &args).await,
+        Err(message) => {
+            tracing::error!(%message, "berth-agent cannot start");
+            exit::ERROR
+        }
+    }
+}
+
+async fn build(args: &RunArgs) -> Result<Agent, String> {
+    let url = validate_url(&args.repo)?;
+    let auth = match (
+        &args.username,
+        &args.password_file,
+        &args.ssh_key,
+        &args.known_hosts,
+    ) {
+        (Some(username), Some(file), _, _) => Auth::Basic {
+            username: username.clone(),
+            password: std::fs::read_to_string(file)
+                .map_err(|e| format!("password file {}: {e}", file.display()))?
+                .trim_end()
+                .to_owned(),
+        },
+        (_, _, Some(key), Some(known_hosts)) => Auth::Ssh {
+            private_key: key.clone(),
+            known_hosts: known_hosts.clone(),
+        },
+        _ => Auth::None,
+    };
+    let tenant = args.tenant.context();
+    let policy_data = args
+        .tenant
+        .policy_data()
+        .map_err(|e| format!("policy data {e}"))?;
+    // No bundle means no gate: fail closed rather than apply unchecked.
+    let policy = match &args.tenant.bundle {
+        Some(path) => PolicyBundle::from_file(path, policy_data).await,
+        None => {
+            PolicyBundle::from_bytes(
+                "built-in default bundle",
+                crate::DEFAULT_BUNDLE,
+                policy_data,
+            )
+            .await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let (client, version) = berth_engine::cluster::connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(%version, tenant = %tenant.name, repo = %url, branch = %args.branch, "connected");
+    let primary = tenant
+        .namespaces
+        .first()
+        .cloned()
+        .ok_or("at least one --namespace is required")?;
+    let cache_dir = args.cache_dir.join(&tenant.name);
+    Ok(Agent {
+        source: GitSource {
+            url,
+            branch: args.branch.clone(),
+            cache_dir,
+            auth,
+            ca_file: args.ca_file.clone(),
+            timeout: args.git_timeout,
+            limits: TreeLimits::default(),
+            ssh_program: "ssh".into(),
+        },
+        path: args.path.clone(),
+        applier: Applier::new(client.clone(), &tenant.name, args.apply_concurrency),
+        syncs: Api::namespaced(client, &primary),
+        checker: Checker {
+            tenant,
+            policy: Arc::new(policy),
+            kustomize: Kustomize {
+                program: args.tenant.kustomize.clone(),
+                ..Kustomize::default()
+            },
+            limits: RenderLimits {
+                max_objects: args.tenant.max_objects,
+                ..RenderLimits::default()
+            },
+        },
+        skip_guard_rails: args.unsafe_skip_guard_rails,
+        interrupt: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+async fn run(agent: Agent, args: &RunArgs) -> u8 {
+    if args.once {
+        return match agent.reconcile().await {
+            Outcome::Applied => exit::CLEAN,
+            Outcome::Refused => exit::REFUSED,
+            Outcome::Failed => exit::ERROR,
+        };
+    }
+    let trigger = Arc::new(Notify::new());
+    tokio::spawn(watch_trigger(agent.syncs.clone(), trigger.clone()));
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let outcome = agent.reconcile().await;
+        let wait = if outcome == Outcome::Failed {
+            let wait = backoff.min(args.interval);
+            backoff = (backoff * 2).min(Duration::from_secs(300));
+            wait
+        } else {
+            backoff = Duration::from_secs(5);
+            args.interval
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = trigger.notified() => tracing::info!("sync requested"),
+            () = shutdown() => {
+                tracing::info!("shutting down");
+                return exit::CLEAN;
+            }
+        }
+    }
+}
+
+/// Notifies when `spec.syncRequestedAt` of the TenantSync changes.
+async fn watch_trigger(syncs: Api<TenantSync>, trigger: Arc<Notify>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={SYNC_NAME}"));
+    let mut seen: HashMap<String, Option<String>> = HashMap::new();
+    let mut events = watcher(syncs, config).boxed();
+    while let Some(event) = events.next().await {
+        let sync = match event {
+            Ok(watcher::Event::Apply(sync) | watcher::Event::InitApply(sync)) => sync,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "watching TenantSync");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        let TenantSyncSpec { sync_requested_at } = sync.spec;
+        let handled = sync.status.and_then(|s| s.last_handled_request);
+        let previous = seen.insert(SYNC_NAME.into(), sync_requested_at.clone());
+        if sync_requested_at.is_some()
+            && sync_requested_at != handled
+            && previous.as_ref() != Some(&sync_requested_at)
+        {
+            trigger.notify_one();
+        }
+    }
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Scopes for the guard rails from the API server's discovery; kinds it does not serve are
+/// unknown (and refused).
+pub fn scope_lookup(
+    scopes: HashMap<kube::core::GroupVersionKind, Scope>,
+) -> impl Fn(&berth_engine::manifest::ObjectRef) -> Scope {
+    move |object| {
+        let (group, version) = object
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", &object.api_version));
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, &object.kind);
+        scopes.get(&gvk).copied().unwrap_or(Scope::Unknown)
+    }
+}
+
+/// Result labels for logs.
+pub fn result_label(result: SyncResult) -> &'static str {
+    match result {
+        SyncResult::Applied => "Applied",
+        SyncResult::Refused => "Refused",
+        SyncResult::Failed => "Failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}
