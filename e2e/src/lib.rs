@@ -12,4 +12,4 @@ mod tenant;
 pub use control_plane::{ControlPlane, HarnessError, control_plane};
 pub use git::TestRepo;
 pub use namespace::{TestNamespace, in_namespace};
-pub use tenant::{TestTenant, agent_binary, install_crds};
+pub use tenant::{RunningAgent, TestTenant, agent_binary, install_crds};

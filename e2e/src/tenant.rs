@@ -21,7 +21,9 @@ const AGENT_RULES: &str = r#"[
   {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": ["*"]},
   {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["*"]},
   {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]},
-  {"apiGroups": ["berth.dev"], "resources": ["tenantsyncs", "tenantsyncs/status"], "verbs": ["get", "list", "watch", "create", "patch", "update"]}
+  {"apiGroups": ["berth.dev"], "resources": ["tenantsyncs", "tenantsyncs/status"], "verbs": ["get", "list", "watch", "create", "patch", "update"]},
+  {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+  {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "create", "patch", "delete"]}
 ]"#;
 
 /// A provisioned tenant whose agent can be run.
@@ -32,12 +34,16 @@ pub struct TestTenant {
     cache: tempfile::TempDir,
 }
 
-/// Installs Berth's CRDs from `deploy/crds/` (idempotent).
+/// Installs every CRD of `deploy/crds/` (idempotent).
 pub async fn install_crds(client: &Client) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds/berth.dev.yaml");
-    let text = std::fs::read_to_string(&path).expect("reading deploy/crds");
-    let crds: Vec<CustomResourceDefinition> =
-        serde_saphyr::from_multiple(&text).expect("parsing CRDs");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let mut crds: Vec<CustomResourceDefinition> = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("reading deploy/crds") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("reading a CRD");
+        crds.extend(
+            serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).expect("parsing CRDs"),
+        );
+    }
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in crds {
         let name = crd.metadata.name.clone().expect("CRD name");
@@ -113,12 +119,11 @@ impl TestTenant {
         }
     }
 
-    /// `berth-agent run --once` against `url`, as this tenant's ServiceAccount.
-    pub fn run_once(&self, url: &str, extra: &[&str]) -> Output {
+    /// `berth-agent run` against `url` as this tenant's ServiceAccount, not yet started.
+    pub fn command(&self, url: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(agent_binary());
         cmd.args([
             "run",
-            "--once",
             "--tenant",
             &self.name,
             "--namespace",
@@ -139,13 +144,61 @@ impl TestTenant {
         if let Some(kustomize) = std::env::var_os("BERTH_KUSTOMIZE") {
             cmd.env("BERTH_KUSTOMIZE", kustomize);
         }
-        let out = cmd.output().expect("running berth-agent");
+        cmd
+    }
+
+    /// `berth-agent run` in the background; killed when the handle is dropped, so a failing
+    /// test leaves no agent behind.
+    pub fn spawn(&self, url: &str, extra: &[&str]) -> RunningAgent {
+        RunningAgent(
+            self.command(url, extra)
+                .spawn()
+                .expect("starting berth-agent"),
+        )
+    }
+
+    /// `berth-agent run --once`; its log is echoed for the test's output.
+    pub fn run_once(&self, url: &str, extra: &[&str]) -> Output {
+        let out = self
+            .command(url, &[&["--once"], extra].concat())
+            .output()
+            .expect("running berth-agent");
         eprintln!(
             "berth-agent exited {:?}\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+}
+
+/// A background agent process.
+pub struct RunningAgent(pub std::process::Child);
+
+impl RunningAgent {
+    /// Sends SIGTERM and waits up to 15 s; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.0.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        for _ in 0..60 {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        None
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 

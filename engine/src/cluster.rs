@@ -1,6 +1,10 @@
 //! Connecting to the Kubernetes API server (kubeconfig or in-cluster service account).
 
+use std::sync::Arc;
+
 use kube::Client;
+
+use crate::metrics::{Metrics, counting_client};
 
 /// Why the API server could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -13,11 +17,15 @@ pub enum ConnectError {
     Version(#[source] kube::Error),
 }
 
-/// Builds a client from the environment and checks the API server answers, returning the
-/// client and the server's version (e.g. `v1.37.2`).
-pub async fn connect() -> Result<(Client, String), ConnectError> {
+/// Builds a client from the environment (counting its requests in `metrics`, if given) and
+/// checks the API server answers, returning the client and the server's version.
+pub async fn connect(metrics: Option<Arc<Metrics>>) -> Result<(Client, String), ConnectError> {
     let config = kube::Config::infer().await?;
-    let client = Client::try_from(config).map_err(ConnectError::Client)?;
+    let client = match metrics {
+        Some(metrics) => counting_client(config, metrics),
+        None => Client::try_from(config),
+    }
+    .map_err(ConnectError::Client)?;
     let version = client
         .apiserver_version()
         .await

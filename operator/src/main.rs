@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
         },
         Command::Run => {
             telemetry::init(cli.log_format);
-            match cluster::connect().await {
+            match cluster::connect(None).await {
                 Ok((_, version)) => {
                     tracing::info!(%version, "connected to the Kubernetes API server");
                     tracing::error!("berth-operator's controllers are not built yet");

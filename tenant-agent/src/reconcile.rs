@@ -7,13 +7,17 @@ use berth_engine::api::{RefusedObject, SyncResult, TenantSync, TenantSyncSpec, T
 use berth_engine::apply::{Applier, FIELD_MANAGER};
 use berth_engine::guard::Scope;
 use berth_engine::manifest::ObjectRef;
+use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::{CheckError, Checked, Checker};
+use berth_engine::report::{ReportContext, TENANT_LABEL, policy_report};
 use berth_engine::source::{GitSource, Revision};
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource};
 
-use crate::report::GUARD_RAILS;
 use crate::run::{SYNC_NAME, result_label, scope_lookup};
+use berth_engine::report::GUARD_RAILS;
 
 /// Refused objects listed in the status; the count is always exact.
 const MAX_LISTED: usize = 50;
@@ -30,35 +34,44 @@ pub struct Agent {
     pub path: String,
     pub applier: Applier,
     pub syncs: Api<TenantSync>,
+    pub reports: Api<DynamicObject>,
+    pub recorder: Recorder,
     pub checker: Checker,
+    pub metrics: Arc<Metrics>,
     pub skip_guard_rails: bool,
     pub interrupt: Arc<AtomicBool>,
 }
 
+/// Policy reports kept per tenant; older revisions' reports are deleted.
+const REPORTS_KEPT: usize = 10;
+
 impl Agent {
-    /// Runs one reconcile and records it; never panics, never leaves a partial revision
-    /// recorded as applied.
+    /// Runs one reconcile and records it (status, event, policy report, metrics); never
+    /// panics, never records a partial revision as applied.
     pub async fn reconcile(&self) -> Outcome {
+        let started = std::time::Instant::now();
         let previous = match self.current_sync().await {
             Ok(sync) => sync,
             Err(message) => {
                 tracing::error!(%message, "reading TenantSync");
+                self.metrics.observe_reconcile("Failed", started.elapsed());
                 return Outcome::Failed;
             }
         };
-        let requested = previous.spec.sync_requested_at.clone();
         let last = previous.status.clone().unwrap_or_default();
         let mut status = TenantSyncStatus {
             last_applied_revision: last.last_applied_revision.clone(),
             inventory: last.inventory.clone(),
-            last_handled_request: requested,
+            last_handled_request: previous.spec.sync_requested_at.clone(),
             ..TenantSyncStatus::default()
         };
+        let mut checked = None;
         let outcome = match self.fetch().await {
             Err(message) => fail(&mut status, message),
             Ok(revision) => {
                 status.last_attempted_revision = Some(revision.commit.clone());
-                self.sync_revision(revision, &mut status).await
+                self.sync_revision(revision, &mut status, &mut checked)
+                    .await
             }
         };
         tracing::info!(
@@ -71,22 +84,140 @@ impl Agent {
             message = %status.message,
             "reconciled"
         );
-        if let Err(message) = self.write_status(&last, status).await {
-            tracing::error!(%message, "writing TenantSync status");
+        self.record_metrics(&status, checked.as_ref(), started.elapsed());
+        match self.write_status(&last, status.clone()).await {
+            Ok(false) => {}
+            Ok(true) => self.announce(&previous, &status, checked.as_ref()).await,
+            Err(message) => tracing::error!(%message, "writing TenantSync status"),
         }
+        self.metrics.set_ready();
         outcome
+    }
+
+    fn record_metrics(
+        &self,
+        status: &TenantSyncStatus,
+        checked: Option<&Checked>,
+        took: std::time::Duration,
+    ) {
+        let m = &self.metrics;
+        m.observe_reconcile(result_label(status.result), took);
+        m.applied.inc_by(u64::from(status.counts.applied));
+        m.pruned.inc_by(u64::from(status.counts.pruned));
+        if status.result == SyncResult::Applied {
+            m.mark_success();
+        }
+        if let Some(checked) = checked {
+            for r in &checked.refusals {
+                m.refused
+                    .get_or_create(&berth_engine::metrics::ReasonLabel {
+                        reason: r.reason.label(),
+                    })
+                    .inc();
+            }
+            let denied = checked.denies().count() as u64;
+            if denied > 0 {
+                m.refused
+                    .get_or_create(&berth_engine::metrics::ReasonLabel {
+                        reason: "PolicyDenied",
+                    })
+                    .inc_by(denied);
+            }
+        }
+    }
+
+    /// A Kubernetes Event on the TenantSync and, for a checked revision, its PolicyReport.
+    /// Only called when the status changed, so idle reconciles write nothing.
+    async fn announce(
+        &self,
+        sync: &TenantSync,
+        status: &TenantSyncStatus,
+        checked: Option<&Checked>,
+    ) {
+        let (type_, reason) = match status.result {
+            SyncResult::Applied => (EventType::Normal, "Applied"),
+            SyncResult::Refused => (EventType::Warning, "Refused"),
+            SyncResult::Failed => (EventType::Warning, "Failed"),
+        };
+        let revision = status.last_attempted_revision.as_deref().unwrap_or("-");
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(&format!("{revision}: {}", status.message), 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let reference: ObjectReference = sync.object_ref(&());
+        if let Err(error) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "publishing event");
+        }
+        if let (Some(checked), Some(revision)) =
+            (checked, status.last_attempted_revision.as_deref())
+        {
+            if let Err(error) = self.write_report(checked, revision).await {
+                tracing::warn!(%error, "writing PolicyReport");
+            }
+        }
+    }
+
+    async fn write_report(&self, checked: &Checked, revision: &str) -> Result<(), kube::Error> {
+        let timestamp = k8s_openapi::jiff::Timestamp::now().as_second();
+        let report = policy_report(
+            checked,
+            &ReportContext {
+                tenant: &self.checker.tenant,
+                revision,
+                bundle_version: &self.checker.policy.version,
+                timestamp,
+            },
+        );
+        let name = report["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.reports
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&report),
+            )
+            .await?;
+        let selector = format!("{TENANT_LABEL}={}", self.checker.tenant.name);
+        let mut existing = self
+            .reports
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        existing.sort_by_key(|r| std::cmp::Reverse(r.metadata.creation_timestamp.clone()));
+        for old in existing.iter().skip(REPORTS_KEPT) {
+            if let Some(old_name) = &old.metadata.name {
+                self.reports
+                    .delete(old_name, &DeleteParams::default())
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn fetch(&self) -> Result<Revision, String> {
         let source = self.source.clone();
         let interrupt = self.interrupt.clone();
-        tokio::task::spawn_blocking(move || source.fetch(&interrupt))
-            .await
+        let started = std::time::Instant::now();
+        let fetched = tokio::task::spawn_blocking(move || source.fetch(&interrupt)).await;
+        self.metrics
+            .git_fetch_duration
+            .observe(started.elapsed().as_secs_f64());
+        fetched
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
 
-    async fn sync_revision(&self, revision: Revision, status: &mut TenantSyncStatus) -> Outcome {
+    async fn sync_revision(
+        &self,
+        revision: Revision,
+        status: &mut TenantSyncStatus,
+        keep: &mut Option<Checked>,
+    ) -> Outcome {
         let manifests = match self.checker.render(revision.files, &self.path).await {
             Ok(m) => m,
             Err(e) => return fail(status, e.to_string()),
@@ -95,6 +226,7 @@ impl Agent {
             Ok(s) => s,
             Err(e) => return fail(status, e.to_string()),
         };
+        let policy_started = std::time::Instant::now();
         let checked = if self.skip_guard_rails {
             self.check_without_guard_rails(manifests, &revision.commit, scope_lookup(scopes))
                 .await
@@ -103,14 +235,17 @@ impl Agent {
                 .check_rendered(manifests, &revision.commit, scope_lookup(scopes))
                 .await
         };
+        self.metrics
+            .policy_duration
+            .observe(policy_started.elapsed().as_secs_f64());
         let checked = match checked {
-            Ok(c) => c,
+            Ok(c) => keep.insert(c),
             Err(e) => return fail(status, e.to_string()),
         };
         status.counts.objects = count(checked.manifests.len());
         status.counts.warnings = count(checked.warnings().count());
         if checked.is_refused() {
-            return refuse(status, &checked);
+            return refuse(status, checked);
         }
         match self
             .applier
@@ -195,7 +330,7 @@ impl Agent {
         &self,
         last: &TenantSyncStatus,
         mut status: TenantSyncStatus,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let idle = status.counts.applied == 0 && status.counts.pruned == 0;
         let same = status.result == last.result
             && status.last_attempted_revision == last.last_attempted_revision
@@ -205,14 +340,14 @@ impl Agent {
             && status.inventory == last.inventory
             && (status.result == SyncResult::Applied || status.message == last.message);
         if idle && same {
-            return Ok(());
+            return Ok(false);
         }
         status.last_sync_time = Some(now_rfc3339());
         let patch = serde_json::json!({ "status": status });
         self.syncs
             .patch_status(SYNC_NAME, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map(|_| ())
+            .map(|_| true)
             .map_err(|e| e.to_string())
     }
 }
@@ -262,6 +397,13 @@ fn refuse(status: &mut TenantSyncStatus, checked: &Checked) -> Outcome {
     refused.truncate(MAX_LISTED);
     status.refused = refused;
     Outcome::Refused
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
 }
 
 fn count(n: usize) -> u32 {

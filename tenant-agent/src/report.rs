@@ -5,10 +5,8 @@ use std::fmt::Write;
 
 use berth_engine::pipeline::Checked;
 use berth_engine::policy::Severity;
+use berth_engine::report::GUARD_RAILS;
 use serde_json::{Value, json};
-
-/// The rule id guard-rail refusals are reported under.
-pub const GUARD_RAILS: &str = "guard-rails";
 
 /// One line per finding, then a summary line.
 pub fn text(checked: &Checked) -> String {

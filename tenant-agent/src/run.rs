@@ -11,6 +11,7 @@ use std::time::Duration;
 use berth_engine::api::{SyncResult, TenantSync, TenantSyncSpec};
 use berth_engine::apply::Applier;
 use berth_engine::guard::Scope;
+use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::Checker;
 use berth_engine::policy::PolicyBundle;
 use berth_engine::render::{Kustomize, RenderLimits};
@@ -18,6 +19,9 @@ use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
 use clap::Args;
 use futures::StreamExt;
 use kube::Api;
+use kube::api::ApiResource;
+use kube::core::GroupVersionKind;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use tokio::sync::Notify;
 
@@ -70,9 +74,20 @@ pub struct RunArgs {
     /// Objects applied at once.
     #[arg(long, default_value_t = 8)]
     apply_concurrency: usize,
+    /// Address of /metrics, /healthz and /readyz ("off" to disable; not served with --once).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
+    metrics_addr: String,
     /// TEST ONLY: skip the guard rails, to prove the API server's RBAC still confines the agent.
     #[arg(long, hide = true)]
     unsafe_skip_guard_rails: bool,
+}
+
+/// `wgpolicyk8s.io/v1alpha2` PolicyReport, whose CRD comes from the platform (or Kyverno).
+fn policy_report_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    )
 }
 
 /// Parses `90`, `90s`, `5m` or `1h`.
@@ -141,7 +156,8 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         }
     }
     .map_err(|e| e.to_string())?;
-    let (client, version) = berth_engine::cluster::connect()
+    let metrics = Arc::new(Metrics::default());
+    let (client, version) = berth_engine::cluster::connect(Some(metrics.clone()))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(%version, tenant = %tenant.name, repo = %url, branch = %args.branch, "connected");
@@ -164,7 +180,16 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         },
         path: args.path.clone(),
         applier: Applier::new(client.clone(), &tenant.name, args.apply_concurrency),
-        syncs: Api::namespaced(client, &primary),
+        syncs: Api::namespaced(client.clone(), &primary),
+        reports: Api::namespaced_with(client.clone(), &primary, &policy_report_resource()),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "berth-agent".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        metrics,
         checker: Checker {
             tenant,
             policy: Arc::new(policy),
@@ -189,6 +214,21 @@ async fn run(agent: Agent, args: &RunArgs) -> u8 {
             Outcome::Refused => exit::REFUSED,
             Outcome::Failed => exit::ERROR,
         };
+    }
+    if args.metrics_addr != "off" {
+        let addr: std::net::SocketAddr = match args.metrics_addr.parse() {
+            Ok(addr) => addr,
+            Err(e) => {
+                tracing::error!(addr = %args.metrics_addr, error = %e, "invalid --metrics-addr");
+                return exit::ERROR;
+            }
+        };
+        let served = agent.metrics.clone();
+        tokio::spawn(async move {
+            if let Err(error) = berth_engine::metrics::serve(addr, served).await {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
     }
     let trigger = Arc::new(Notify::new());
     tokio::spawn(watch_trigger(agent.syncs.clone(), trigger.clone()));

@@ -8,6 +8,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
+use std::time::Duration;
+
+use crate::support::eventually;
 
 fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
@@ -41,6 +44,20 @@ async fn status(client: &Client, ns: &str) -> TenantSyncStatus {
         .expect("TenantSync berth")
         .status
         .unwrap_or_default()
+}
+
+async fn policy_report(client: &Client, ns: &str, revision: &str) -> serde_json::Value {
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    );
+    let reports = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource);
+    let list = reports
+        .list(&kube::api::ListParams::default().labels(&format!("berth.dev/revision={revision}")))
+        .await
+        .expect("listing PolicyReports");
+    assert_eq!(list.items.len(), 1, "one report for revision {revision}");
+    serde_json::to_value(&list.items[0]).expect("report JSON")
 }
 
 async fn data(client: &Client, ns: &str, name: &str) -> Option<String> {
@@ -182,6 +199,49 @@ async fn a_denied_object_refuses_the_whole_revision() {
         );
         assert_eq!(refused.message, "container app runs privileged");
         assert_eq!(refused.origin, "web.yaml (document 1)");
+
+        // The Event says the same.
+        let events =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns.name)
+                .list(&Default::default())
+                .await?;
+        let refusal = events
+            .items
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("Refused"))
+            .expect("a Refused event");
+        let note = refusal.note.clone().unwrap_or_default();
+        assert!(
+            note.contains(&format!(
+                "Deployment {}/web [pod-security/no-privileged] container app runs privileged",
+                ns.name
+            )),
+            "{note}"
+        );
+        assert_eq!(
+            refusal.regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("berth")
+        );
+
+        // And the PolicyReport of the refused revision names object, rule and message.
+        let report = policy_report(
+            &admin,
+            &ns.name,
+            &s.last_attempted_revision.clone().unwrap_or_default(),
+        )
+        .await;
+        assert_eq!(report["summary"]["fail"], 1);
+        assert_eq!(report["summary"]["pass"], 1);
+        let fail = report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["result"] == "fail")
+            .unwrap();
+        assert_eq!(fail["rule"], "no-privileged");
+        assert_eq!(fail["message"], "container app runs privileged");
+        assert_eq!(fail["resources"][0]["name"], "web");
+        assert_eq!(fail["properties"]["tenant"], "team-deny");
         Ok(())
     })
     .await;
@@ -385,4 +445,89 @@ async fn force_push_deleted_branch_and_unreachable_server() {
         Ok(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_running_agent_syncs_at_once_when_triggered_and_serves_metrics() {
+    in_namespace("agent-loop", |cp, admin, ns| async move {
+        let tenant = TestTenant::provision(cp, &admin, "team-loop", &ns.name).await;
+        let repo = TestRepo::new();
+        repo.write("config.yaml", config_map("settings", "one"));
+        repo.commit("one");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut agent = tenant.spawn(
+            &repo.file_url(),
+            &["--interval", "1h", "--metrics-addr", &addr],
+        );
+        let http = |path: &'static str| {
+            let addr = addr.clone();
+            async move { get(&addr, path).await }
+        };
+        eventually("the first reconcile", Duration::from_secs(60), || async {
+            data(&admin, &ns.name, "settings")
+                .await
+                .filter(|v| v == "one")
+        })
+        .await?;
+        eventually("/readyz", Duration::from_secs(10), || async {
+            http("/readyz").await.filter(|(code, _)| *code == 200)
+        })
+        .await?;
+
+        // A new commit is picked up long before the 1h interval, once a sync is requested.
+        repo.write("config.yaml", config_map("settings", "two"));
+        repo.commit("two");
+        let requested = std::time::Instant::now();
+        let trigger = json!({"spec": {"syncRequestedAt": "2026-11-27T00:00:00Z"}});
+        Api::<TenantSync>::namespaced(admin.clone(), &ns.name)
+            .patch("berth", &PatchParams::default(), &Patch::Merge(&trigger))
+            .await?;
+        eventually(
+            "the triggered reconcile",
+            Duration::from_secs(30),
+            || async {
+                data(&admin, &ns.name, "settings")
+                    .await
+                    .filter(|v| v == "two")
+            },
+        )
+        .await?;
+        eprintln!("trigger to applied: {:?}", requested.elapsed());
+
+        let (code, body) = http("/metrics").await.expect("metrics");
+        assert_eq!(code, 200);
+        for metric in [
+            "berth_reconcile_duration_seconds_count{result=\"Applied\"} 2",
+            "berth_objects_applied_total 2",
+            "berth_git_fetch_duration_seconds_count 2",
+            "berth_last_success_timestamp_seconds",
+            "berth_api_requests_total{method=\"PATCH\"}",
+        ] {
+            assert!(body.contains(metric), "{metric} missing from:\n{body}");
+        }
+        assert_eq!(http("/healthz").await.map(|(c, _)| c), Some(200));
+
+        // SIGTERM stops it cleanly.
+        assert_eq!(agent.terminate(), Some(0), "exit code after SIGTERM");
+        Ok(())
+    })
+    .await;
+}
+
+/// A minimal HTTP/1.0 GET: status code and body.
+async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
 }

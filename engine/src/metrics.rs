@@ -1,0 +1,213 @@
+//! Prometheus metrics of a sync pipeline (`prometheus-client`), the `/metrics`, `/healthz` and
+//! `/readyz` endpoints, and a client layer that counts API requests by HTTP method. Labels come
+//! from fixed enums and error variants, never from object names or error text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_duration: Family<ResultLabel, Histogram>,
+    pub git_fetch_duration: Histogram,
+    pub policy_duration: Histogram,
+    pub applied: Counter,
+    pub pruned: Counter,
+    pub refused: Family<ReasonLabel, Counter>,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub api_requests: Family<MethodLabel, Counter>,
+    ready: AtomicBool,
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let reconcile_duration = Family::<ResultLabel, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        let git_fetch_duration = seconds_histogram();
+        let policy_duration = seconds_histogram();
+        let (applied, pruned) = (Counter::default(), Counter::default());
+        let refused = Family::<ReasonLabel, Counter>::default();
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let api_requests = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles by result",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "git_fetch_duration_seconds",
+            "Duration of Git fetches",
+            git_fetch_duration.clone(),
+        );
+        registry.register(
+            "policy_evaluation_duration_seconds",
+            "Duration of the policy evaluation of one revision",
+            policy_duration.clone(),
+        );
+        registry.register(
+            "objects_applied",
+            "Objects created or changed by server-side apply",
+            applied.clone(),
+        );
+        registry.register(
+            "objects_pruned",
+            "Objects deleted because Git no longer declares them",
+            pruned.clone(),
+        );
+        registry.register(
+            "objects_refused",
+            "Objects refused by guard rails or policy, by reason",
+            refused.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful reconcile",
+            last_success.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by HTTP method",
+            api_requests.clone(),
+        );
+        Self {
+            registry,
+            reconcile_duration,
+            git_fetch_duration,
+            policy_duration,
+            applied,
+            pruned,
+            refused,
+            last_success,
+            api_requests,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&self, result: &'static str, took: Duration) {
+        self.reconcile_duration
+            .get_or_create(&ResultLabel { result })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn mark_success(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        self.last_success.set(now);
+    }
+
+    /// Ready once the first reconcile has run (whatever its result).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Requests sent so far, by method (for benchmarks and logs).
+    pub fn request_count(&self, method: &str) -> u64 {
+        self.api_requests
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .get()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Why the metrics server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("serving metrics on {addr}: {source}")]
+pub struct ServeError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` (the first reconcile
+/// has run) until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(), ServeError> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                if m.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no reconcile has run yet")
+                }
+            }),
+        )
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError { addr, source })?;
+    axum::serve(listener, app)
+        .await
+        .map_err(|source| ServeError { addr, source })
+}
+
+/// A client whose every request is counted in `metrics.api_requests`.
+pub fn counting_client(
+    config: kube::Config,
+    metrics: Arc<Metrics>,
+) -> Result<kube::Client, kube::Error> {
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            metrics
+                .api_requests
+                .get_or_create(&MethodLabel {
+                    method: request.method().as_str().to_owned(),
+                })
+                .inc();
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
