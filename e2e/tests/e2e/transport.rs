@@ -250,7 +250,10 @@ async fn ssh_with_a_key_and_known_hosts_applies_and_never_trusts_an_unknown_host
         let s = status(&admin, &ns.name).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
-            s.message.starts_with(&format!("fetching {url}")),
+            s.message.starts_with(&format!("fetching {url}"))
+                && s.message
+                    .contains("has changed and you have requested strict checking")
+                && s.message.ends_with("Host key verification failed.)"),
             "{}",
             s.message
         );
