@@ -1,15 +1,18 @@
 //! Support for Berth's end-to-end tests: a real local control plane (started once per test
 //! process, or reused), Kubernetes clients for it, and a namespace per test that is dumped on
-//! failure and deleted afterwards; test Git repositories; a tenant whose agent can be run.
+//! failure and deleted afterwards; test Git repositories and real Git servers on loopback
+//! (smart HTTP behind TLS, SSH); a tenant whose agent can be run.
 // Test support: a failed setup step must stop the test loudly, with its reason.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod control_plane;
 mod git;
+mod git_server;
 mod namespace;
 mod tenant;
 
 pub use control_plane::{ControlPlane, HarnessError, control_plane};
 pub use git::TestRepo;
+pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use namespace::{TestNamespace, in_namespace};
 pub use tenant::{RunningAgent, TestTenant, agent_binary, install_crds};

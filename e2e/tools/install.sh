@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Berth's builds and tests need beyond Rust and Go, pinned and idempotent:
-# Debian packages (git, OpenSSH server and client) and the opa and kustomize CLIs built from
-# their tagged Go modules. Prints the directory holding opa and kustomize.
+# Debian packages (git with http-backend, OpenSSH server and client for the loopback Git
+# servers, util-linux for setpriv) and the opa and kustomize CLIs built from their tagged Go
+# modules. Prints the directory holding opa and kustomize.
 set -euo pipefail
 
 OPA_VERSION=v1.22.3
 KUSTOMIZE_VERSION=v5.8.2
-DEBIAN_PACKAGES=(git openssh-server openssh-client ca-certificates procps)
+DEBIAN_PACKAGES=(git openssh-server openssh-client util-linux ca-certificates procps)
 
 cache=${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 bin="$cache/tools-opa-$OPA_VERSION-kustomize-$KUSTOMIZE_VERSION"

@@ -4,3 +4,4 @@
 mod agent;
 mod control_plane;
 mod support;
+mod transport;

@@ -3,6 +3,7 @@
 //! and TLS roots supplied in code rather than by helpers or environment.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -68,8 +69,13 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The ssh command line: only this key, only this known_hosts, strict host key checking,
-/// no agent, no prompts, no user or system ssh configuration.
-fn ssh_command(source: &GitSource, key: &Path, known_hosts: &Path) -> Result<String, SourceError> {
+/// no agent, no prompts, no user or system ssh configuration; its messages go to `log`.
+fn ssh_command(
+    source: &GitSource,
+    key: &Path,
+    known_hosts: &Path,
+    log: &Path,
+) -> Result<String, SourceError> {
     let text = |p: &Path| {
         p.to_str()
             .map(shell_quote)
@@ -79,12 +85,31 @@ fn ssh_command(source: &GitSource, key: &Path, known_hosts: &Path) -> Result<Str
         "{} -F /dev/null -i {} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
          -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
          -o UpdateHostKeys=no -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
-         -o ConnectTimeout={} -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o LogLevel=ERROR",
+         -o ConnectTimeout={} -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o LogLevel=ERROR \
+         -E {}",
         shell_quote(&source.ssh_program),
         text(key)?,
         text(known_hosts)?,
         source.timeout.as_secs().max(1),
+        text(log)?,
     ))
+}
+
+/// The reason ssh gave up, from its log: its last lines, without the banner of `@` lines it
+/// prints around a changed host key. Bounded, as the log is read into a status message.
+fn ssh_diagnostics(log: &Path) -> Option<String> {
+    let mut text = Vec::new();
+    std::fs::File::open(log)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut text))
+        .ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('@'))
+        .collect();
+    let last = lines[lines.len().saturating_sub(2)..].join(" ");
+    (!last.is_empty()).then(|| last.chars().take(512).collect())
 }
 
 /// Fetches every branch; returns the remote's branches and their commits. Tracking refs of
@@ -95,17 +120,39 @@ pub fn fetch(
     interrupt: &AtomicBool,
 ) -> Result<BTreeMap<String, ObjectId>, SourceError> {
     let url = source.url.as_str();
+    // gix passes on only the few ssh messages it recognises and lets the rest (a changed or
+    // unknown host key among them) reach the agent's stderr, leaving the status with "failed
+    // to fill whole buffer"; so ssh logs to a file that failures quote.
+    let ssh_log = match &source.auth {
+        Auth::Ssh { .. } => Some(
+            tempfile::Builder::new()
+                .prefix("ssh-")
+                .suffix(".log")
+                .tempfile_in(repo.path())
+                .map_err(|e| SourceError::Cache {
+                    path: source.cache_dir.clone(),
+                    reason: format!("ssh log file: {e}"),
+                })?,
+        ),
+        _ => None,
+    };
     let failed = |reason: String| SourceError::Fetch {
         url: source.url.redacted(),
-        reason,
+        reason: match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
+            Some(ssh) => format!("{reason} (ssh: {ssh})"),
+            None => reason,
+        },
     };
     let mut repo = repo.clone();
-    if let Auth::Ssh {
-        private_key,
-        known_hosts,
-    } = &source.auth
+    if let (
+        Auth::Ssh {
+            private_key,
+            known_hosts,
+        },
+        Some(log),
+    ) = (&source.auth, &ssh_log)
     {
-        let command = ssh_command(source, private_key, known_hosts)?;
+        let command = ssh_command(source, private_key, known_hosts, log.path())?;
         let mut config = repo.config_snapshot_mut();
         config
             .set_value(&gix::config::tree::Core::SSH_COMMAND, command.as_str())
@@ -261,4 +308,43 @@ fn prune_tracking_refs(
         r.delete().map_err(|e| gix_reason(&e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_diagnostics_quote_the_last_lines_without_the_banner() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ssh.log");
+        std::fs::write(
+            &log,
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n\
+             IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\n\
+             Offending ED25519 key in /tmp/known_hosts:1\r\n\
+             Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.\r\n\
+             Host key verification failed.\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ssh_diagnostics(&log).as_deref(),
+            Some(
+                "Host key for [127.0.0.1]:2222 has changed and you have requested strict \
+                 checking. Host key verification failed."
+            )
+        );
+        std::fs::write(&log, "git@host: Permission denied (publickey).\n").unwrap();
+        assert_eq!(
+            ssh_diagnostics(&log).as_deref(),
+            Some("git@host: Permission denied (publickey).")
+        );
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(ssh_diagnostics(&log), None);
+        std::fs::write(&log, "x".repeat(10_000)).unwrap();
+        assert_eq!(ssh_diagnostics(&log).map(|d| d.len()), Some(512));
+        assert_eq!(ssh_diagnostics(&dir.path().join("missing")), None);
+    }
 }
