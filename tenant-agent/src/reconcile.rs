@@ -153,10 +153,9 @@ impl Agent {
         }
         if let (Some(checked), Some(revision)) =
             (checked, status.last_attempted_revision.as_deref())
+            && let Err(error) = self.write_report(checked, revision).await
         {
-            if let Err(error) = self.write_report(checked, revision).await {
-                tracing::warn!(%error, "writing PolicyReport");
-            }
+            tracing::warn!(%error, "writing PolicyReport");
         }
     }
 
