@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up test lint unit e2e tools kube fmt policies crds
+.PHONY: help up test lint unit e2e tools kube fmt policies crds bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ e2e: ## End-to-end tests against a fresh local control plane
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
 	  e2e/kube-harness/assert-stopped.sh "$$BERTH_KUBE_BIN"
+
+bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
+	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  $(CARGO) build --locked --release --bins && \
+	  target/release/bench
 
 fmt: ## Format Rust and Go sources
 	$(CARGO) fmt --all

@@ -8,11 +8,13 @@
 mod control_plane;
 mod git;
 mod git_server;
+mod http;
 mod namespace;
 mod tenant;
 
 pub use control_plane::{ControlPlane, HarnessError, control_plane};
 pub use git::TestRepo;
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
+pub use http::{free_addr, http_get, metric};
 pub use namespace::{TestNamespace, in_namespace};
-pub use tenant::{RunningAgent, TestTenant, agent_binary, install_crds};
+pub use tenant::{RunningAgent, TestTenant, agent_binary, install_crds, peak_rss_kib};

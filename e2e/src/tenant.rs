@@ -121,7 +121,10 @@ impl TestTenant {
 
     /// `berth-agent run` against `url` as this tenant's ServiceAccount, not yet started.
     pub fn command(&self, url: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(agent_binary());
+        self.command_under(Command::new(agent_binary()), url, extra)
+    }
+
+    fn command_under(&self, mut cmd: Command, url: &str, extra: &[&str]) -> Command {
         cmd.args([
             "run",
             "--tenant",
@@ -157,12 +160,17 @@ impl TestTenant {
         )
     }
 
-    /// `berth-agent run --once`; its log is echoed for the test's output.
+    /// `berth-agent run --once`, under GNU time so [`peak_rss_kib`] can tell its peak memory;
+    /// its log is echoed for the test's output.
     pub fn run_once(&self, url: &str, extra: &[&str]) -> Output {
+        let mut timed = Command::new("/usr/bin/time");
+        timed
+            .args(["--format", &format!("{PEAK_RSS_MARKER}%M"), "--"])
+            .arg(agent_binary());
         let out = self
-            .command(url, &[&["--once"], extra].concat())
+            .command_under(timed, url, &[&["--once"], extra].concat())
             .output()
-            .expect("running berth-agent");
+            .expect("running berth-agent under /usr/bin/time (Debian package `time`)");
         eprintln!(
             "berth-agent exited {:?}\n{}",
             out.status.code(),
@@ -170,6 +178,17 @@ impl TestTenant {
         );
         out
     }
+}
+
+const PEAK_RSS_MARKER: &str = "berth-e2e peak RSS KiB: ";
+
+/// The peak resident memory of a [`TestTenant::run_once`] run, in KiB.
+pub fn peak_rss_kib(out: &Output) -> u64 {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix(PEAK_RSS_MARKER))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("GNU time's peak RSS line")
 }
 
 /// A background agent process.
@@ -203,16 +222,20 @@ impl Drop for RunningAgent {
 }
 
 /// The `berth-agent` binary next to this test binary's directory (built by `cargo build`).
+/// Test binaries live in `target/<profile>/deps/`, other binaries (the benchmark) beside it.
 pub fn agent_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let binary = dir.join("berth-agent");
-    assert!(
-        binary.is_file(),
-        "{} not found: build the binaries first (`cargo build --bins`, as `make e2e` does)",
-        binary.display()
-    );
-    binary
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("berth-agent"))
+        .collect();
+    candidates.iter().find(|b| b.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "berth-agent not found in {candidates:?}: build the binaries first (`cargo build --bins`, as `make e2e` does)"
+        )
+    })
 }
 
 async fn request_token(client: &Client, namespace: &str) -> String {

@@ -7,7 +7,7 @@ set -euo pipefail
 
 OPA_VERSION=v1.22.3
 KUSTOMIZE_VERSION=v5.8.2
-DEBIAN_PACKAGES=(git openssh-server openssh-client util-linux ca-certificates procps)
+DEBIAN_PACKAGES=(git openssh-server openssh-client util-linux ca-certificates procps time)
 
 cache=${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
 bin="$cache/tools-opa-$OPA_VERSION-kustomize-$KUSTOMIZE_VERSION"

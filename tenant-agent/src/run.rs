@@ -138,6 +138,13 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         },
         _ => Auth::None,
     };
+    // Without our key and known_hosts, ssh would fall back to the user's configuration and
+    // trust-on-first-use; refuse rather than run it that way.
+    if url.is_ssh() && !matches!(auth, Auth::Ssh { .. }) {
+        return Err(format!(
+            "{url}: SSH repositories need --ssh-key and --known-hosts"
+        ));
+    }
     let tenant = args.tenant.context();
     let policy_data = args
         .tenant

@@ -1,7 +1,7 @@
 //! The tenant agent against the real control plane and real Git: apply, prune, drift, the
 //! policy gate, guard rails with RBAC behind them, and hostile or broken repositories.
 
-use berth_e2e::{TestRepo, TestTenant, in_namespace};
+use berth_e2e::{TestRepo, TestTenant, free_addr, http_get, in_namespace, peak_rss_kib};
 use berth_engine::api::{SyncResult, TenantSync, TenantSyncStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -44,6 +44,20 @@ async fn status(client: &Client, ns: &str) -> TenantSyncStatus {
         .expect("TenantSync berth")
         .status
         .unwrap_or_default()
+}
+
+/// Nine levels of nine aliases: a billion "lol"s if expanded.
+fn alias_bomb() -> String {
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n",
+    );
+    let mut previous = 'a';
+    for name in 'b'..='j' {
+        let refs = vec![format!("*{previous}"); 9].join(",");
+        bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        previous = name;
+    }
+    bomb
 }
 
 async fn policy_report(client: &Client, ns: &str, revision: &str) -> serde_json::Value {
@@ -358,6 +372,23 @@ async fn broken_and_hostile_repositories_change_nothing() {
                 }),
                 "huge.yaml is 104857600 bytes",
             ),
+            (
+                "a YAML alias bomb",
+                Box::new(|r| {
+                    r.write("bomb.yaml", alias_bomb());
+                }),
+                "bomb.yaml (document 1): malformed document",
+            ),
+            (
+                "more objects than the default limit of 5000",
+                Box::new(|r| {
+                    let many: String = (0..5001)
+                        .map(|i| format!("---\n{}", config_map(&format!("c{i}"), "x")))
+                        .collect();
+                    r.write("many.yaml", many);
+                }),
+                "the revision renders to more than 5000 objects",
+            ),
         ];
         for (name, break_it, expected) in cases {
             let scratch = TestRepo::new();
@@ -366,6 +397,9 @@ async fn broken_and_hostile_repositories_change_nothing() {
             scratch.commit(name);
             let out = tenant.run_once(&scratch.file_url(), &[]);
             assert_eq!(out.status.code(), Some(1), "{name}");
+            let peak = peak_rss_kib(&out);
+            eprintln!("{name}: peak RSS {peak} KiB");
+            assert!(peak < 256 * 1024, "{name}: peak RSS {peak} KiB");
             let s = status(&admin, &ns.name).await;
             assert_eq!(s.result, SyncResult::Failed, "{name}");
             assert!(s.message.contains(expected), "{name}: {}", s.message);
@@ -454,17 +488,14 @@ async fn the_running_agent_syncs_at_once_when_triggered_and_serves_metrics() {
         let repo = TestRepo::new();
         repo.write("config.yaml", config_map("settings", "one"));
         repo.commit("one");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         let mut agent = tenant.spawn(
             &repo.file_url(),
             &["--interval", "1h", "--metrics-addr", &addr],
         );
         let http = |path: &'static str| {
             let addr = addr.clone();
-            async move { get(&addr, path).await }
+            async move { http_get(&addr, path).await }
         };
         eventually("the first reconcile", Duration::from_secs(60), || async {
             data(&admin, &ns.name, "settings")
@@ -515,19 +546,4 @@ async fn the_running_agent_syncs_at_once_when_triggered_and_serves_metrics() {
         Ok(())
     })
     .await;
-}
-
-/// A minimal HTTP/1.0 GET: status code and body.
-async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((code, body))
 }

@@ -1,0 +1,227 @@
+//! `make bench`: the tenant agent's speed and memory on the local control plane, reported as
+//! medians (the machines are shared and noisy; nothing here is asserted).
+//!
+//! Measures: idle RSS of a running agent; API requests and time of a no-op reconcile of 1,000
+//! objects; trigger-to-applied latency; policy evaluation time per object (in process).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use berth_e2e::{TestNamespace, TestRepo, TestTenant, control_plane, free_addr, http_get, metric};
+use berth_engine::api::TenantSync;
+use berth_engine::guard::TenantContext;
+use berth_engine::policy::PolicyBundle;
+use berth_engine::render::{SourceFile, parse_file};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+const OBJECTS: usize = 1000;
+const ROUNDS: usize = 7;
+
+fn config_maps(version: &str) -> String {
+    (0..OBJECTS)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{i}\ndata:\n  version: \"{version}\"\n"))
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn scrape(addr: &str) -> String {
+    http_get(addr, "/metrics")
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+const APPLIED_COUNT: &str = "berth_reconcile_duration_seconds_count{result=\"Applied\"}";
+const APPLIED_SUM: &str = "berth_reconcile_duration_seconds_sum{result=\"Applied\"}";
+
+async fn wait_for_reconciles(addr: &str, count: f64) {
+    for _ in 0..2400 {
+        if metric(&scrape(addr).await, APPLIED_COUNT) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the agent did not reach {count} reconciles");
+}
+
+async fn trigger(syncs: &Api<TenantSync>, round: usize) {
+    let patch = json!({"spec": {"syncRequestedAt": format!("bench-{round}-{}", Instant::now().elapsed().as_nanos())}});
+    syncs
+        .patch("berth", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("trigger");
+}
+
+#[tokio::main]
+async fn main() {
+    let cp = control_plane().expect("local control plane");
+    let admin = cp.admin_client().await.expect("admin client");
+    let ns = TestNamespace::create(&admin, "bench")
+        .await
+        .expect("namespace");
+    let tenant = TestTenant::provision(cp, &admin, "bench", &ns.name).await;
+    let repo = TestRepo::new();
+    repo.write("objects.yaml", config_maps("0"));
+    repo.commit("1000 objects");
+    let syncs = Api::<TenantSync>::namespaced(admin.clone(), &ns.name);
+    let config_maps_api = Api::<ConfigMap>::namespaced(admin.clone(), &ns.name);
+
+    let addr = free_addr();
+    let started = Instant::now();
+    let mut agent = tenant.spawn(
+        &repo.file_url(),
+        &[
+            "--interval",
+            "1h",
+            "--metrics-addr",
+            &addr,
+            "--log-format",
+            "json",
+        ],
+    );
+    wait_for_reconciles(&addr, 1.0).await;
+    let first_apply = started.elapsed();
+
+    // No-op reconciles: nothing changed in Git or in the cluster.
+    let before = scrape(&addr).await;
+    let mut noop_latency = Vec::new();
+    for round in 0..ROUNDS {
+        let t = Instant::now();
+        trigger(&syncs, round).await;
+        wait_for_reconciles(&addr, 2.0 + round as f64).await;
+        noop_latency.push(t.elapsed().as_secs_f64());
+    }
+    let after = scrape(&addr).await;
+    let per_round =
+        |sample: &str| (metric(&after, sample) - metric(&before, sample)) / ROUNDS as f64;
+    let requests: Vec<(&str, f64)> = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .map(|m| {
+            (
+                *m,
+                per_round(&format!("berth_api_requests_total{{method=\"{m}\"}}")),
+            )
+        })
+        .collect();
+    let noop_reconcile = per_round(APPLIED_SUM);
+
+    // Trigger to applied: one object changes per commit.
+    let mut applied_latency = Vec::new();
+    for round in 0..ROUNDS {
+        let version = format!("v{round}");
+        repo.write(
+            "objects.yaml",
+            config_maps("0").replace(
+                "bench-0\ndata:\n  version: \"0\"",
+                &format!("bench-0\ndata:\n  version: \"{version}\""),
+            ),
+        );
+        repo.commit(&version);
+        let t = Instant::now();
+        trigger(&syncs, 100 + round).await;
+        loop {
+            let cm = config_maps_api.get("bench-0").await.expect("bench-0");
+            if cm.data.and_then(|d| d.get("version").cloned()).as_deref() == Some(version.as_str())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        applied_latency.push(t.elapsed().as_secs_f64());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_rss = rss_kib(agent.0.id());
+    let code = agent.terminate();
+
+    // Policy evaluation per object, in process, with the built-in bundle.
+    let bundle_bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/bundle.tar.gz"),
+    )
+    .expect("bundle");
+    let bundle = PolicyBundle::from_bytes("default", &bundle_bytes, json!({}))
+        .await
+        .expect("bundle");
+    let deployment = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../engine/tests/fixtures/podinfo-kustomize/deployment.yaml"),
+    )
+    .expect("fixture");
+    let objects = parse_file(&SourceFile {
+        path: "deployment.yaml".into(),
+        content: deployment,
+    })
+    .expect("parse");
+    let context = TenantContext {
+        name: "bench".into(),
+        namespaces: vec!["bench".into()],
+        allowed_kinds: vec!["*".into()],
+    };
+    let mut per_object = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        bundle
+            .evaluate(&objects, &context, "rev")
+            .await
+            .expect("evaluate");
+        per_object.push(t.elapsed().as_secs_f64());
+    }
+
+    ns.delete(&admin).await;
+    println!("Berth tenant agent benchmark ({OBJECTS} objects, {ROUNDS} rounds, release build)");
+    println!(
+        "  first apply of {OBJECTS} objects (start to applied): {:.2} s",
+        first_apply.as_secs_f64()
+    );
+    println!(
+        "  no-op reconcile, inside the agent (mean):      {:.0} ms",
+        noop_reconcile * 1000.0
+    );
+    println!(
+        "  no-op reconcile, trigger to done (median):     {:.0} ms",
+        median(noop_latency) * 1000.0
+    );
+    let writes: f64 = requests
+        .iter()
+        .filter(|(m, _)| *m != "GET")
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "  API requests per no-op reconcile:              {} (writes: {writes})",
+        requests
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  trigger to applied, one object changed (median): {:.0} ms",
+        median(applied_latency) * 1000.0
+    );
+    println!(
+        "  idle RSS of the agent after the runs:          {:.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  policy evaluation per object (median, podinfo Deployment): {:.0} µs",
+        median(per_object) * 1e6
+    );
+    println!("  agent exit code after SIGTERM: {code:?}");
+}
