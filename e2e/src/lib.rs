@@ -17,4 +17,6 @@ pub use git::TestRepo;
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, metric};
 pub use namespace::{TestNamespace, in_namespace};
-pub use tenant::{RunningAgent, TestTenant, agent_binary, install_crds, peak_rss_kib};
+pub use tenant::{
+    RunningAgent, TestTenant, agent_binary, binary, install_crds, peak_rss_kib, token_kubeconfig,
+};

@@ -23,7 +23,7 @@ const AGENT_RULES: &str = r#"[
   {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]},
   {"apiGroups": ["berth.dev"], "resources": ["tenantsyncs", "tenantsyncs/status"], "verbs": ["get", "list", "watch", "create", "patch", "update"]},
   {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-  {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "create", "patch", "delete"]}
+  {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "create"]}
 ]"#;
 
 /// A provisioned tenant whose agent can be run.
@@ -108,9 +108,7 @@ impl TestTenant {
             .await
             .expect("creating the agent RoleBinding");
 
-        let token = request_token(client, namespace).await;
-        let kubeconfig = tempfile::NamedTempFile::new().expect("kubeconfig file");
-        write_token_kubeconfig(cp, &token, kubeconfig.path()).await;
+        let (kubeconfig, _) = token_kubeconfig(cp, client, namespace, "berth-agent").await;
         Self {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
@@ -222,23 +220,39 @@ impl Drop for RunningAgent {
 }
 
 /// The `berth-agent` binary next to this test binary's directory (built by `cargo build`).
-/// Test binaries live in `target/<profile>/deps/`, other binaries (the benchmark) beside it.
 pub fn agent_binary() -> PathBuf {
+    binary("berth-agent")
+}
+
+/// A binary of the workspace. Test binaries live in `target/<profile>/deps/`, other binaries
+/// (the benchmark) beside the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let candidates: Vec<PathBuf> = exe
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("berth-agent"))
+        .map(|dir| dir.join(name))
         .collect();
     candidates.iter().find(|b| b.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "berth-agent not found in {candidates:?}: build the binaries first (`cargo build --bins`, as `make e2e` does)"
-        )
+        panic!("{name} not found in {candidates:?}: build the binaries first (`cargo build --bins`, as `make e2e` does)")
     })
 }
 
-async fn request_token(client: &Client, namespace: &str) -> String {
+/// A fresh token of ServiceAccount `sa` in `namespace`, and a kubeconfig that uses it.
+pub async fn token_kubeconfig(
+    cp: &ControlPlane,
+    client: &Client,
+    namespace: &str,
+    sa: &str,
+) -> (tempfile::NamedTempFile, String) {
+    let token = request_token(client, namespace, sa).await;
+    let file = tempfile::NamedTempFile::new().expect("kubeconfig file");
+    write_token_kubeconfig(cp, &token, file.path()).await;
+    (file, token)
+}
+
+async fn request_token(client: &Client, namespace: &str, sa: &str) -> String {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -248,7 +262,7 @@ async fn request_token(client: &Client, namespace: &str) -> String {
         ..TokenRequest::default()
     };
     let issued: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-        .create_subresource("token", "berth-agent", &PostParams::default(), &request)
+        .create_subresource("token", sa, &PostParams::default(), &request)
         .await
         .expect("TokenRequest");
     issued.status.and_then(|s| s.token).expect("token")

@@ -27,10 +27,17 @@ pub struct ReportContext<'a> {
     pub timestamp: i64,
 }
 
-/// The report's object name: one report per tenant and revision.
-pub fn report_name(tenant: &str, revision: &str) -> String {
+/// The report's object name: one report per tenant, revision and policy bundle.
+pub fn report_name(tenant: &str, revision: &str, bundle_version: &str) -> String {
     let short: String = revision.chars().take(12).collect();
-    format!("berth-{tenant}-{short}")
+    let bundle: String = bundle_version
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(8)
+        .collect();
+    format!("berth-{tenant}-{short}-{bundle}")
 }
 
 /// Builds the PolicyReport for a checked revision, in the tenant's primary namespace.
@@ -102,7 +109,7 @@ pub fn policy_report(checked: &Checked, context: &ReportContext<'_>) -> Value {
         "apiVersion": "wgpolicyk8s.io/v1alpha2",
         "kind": "PolicyReport",
         "metadata": {
-            "name": report_name(&context.tenant.name, context.revision),
+            "name": report_name(&context.tenant.name, context.revision, context.bundle_version),
             "namespace": namespace,
             "labels": {
                 TENANT_LABEL: context.tenant.name,
@@ -218,7 +225,7 @@ mod tests {
             report["results"].as_array().map(Vec::len),
             Some(MAX_RESULTS)
         );
-        assert_eq!(report["metadata"]["name"], "berth-team-a-0123456789ab");
+        assert_eq!(report["metadata"]["name"], "berth-team-a-0123456789ab-x");
         assert_eq!(report["results"][0]["policy"], GUARD_RAILS);
         assert_eq!(
             report["results"][1]["properties"]["revision"],

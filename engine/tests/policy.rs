@@ -29,12 +29,17 @@ fn tenant() -> TenantContext {
     }
 }
 
+/// Parsed objects in the tenant's namespace, as the guard rails leave them for policy.
 fn manifests(path: &str, yaml: &str) -> Vec<Manifest> {
-    parse_file(&SourceFile {
+    let mut parsed = parse_file(&SourceFile {
         path: path.into(),
         content: yaml.as_bytes().to_vec(),
     })
-    .unwrap()
+    .unwrap();
+    for m in &mut parsed {
+        m.set_namespace("team-a");
+    }
+    parsed
 }
 
 fn podinfo() -> Vec<Manifest> {
@@ -54,7 +59,7 @@ fn opa_eval(input: &Value) -> Value {
     std::fs::write(&input_path, input.to_string()).unwrap();
     let out = Command::new(opa)
         .args(["eval", "--format", "json", "--data"])
-        .arg(root().join("policies/berth/violations.rego"))
+        .arg(root().join("policies/berth"))
         .arg("--input")
         .arg(&input_path)
         .arg("data.berth.violations")
@@ -75,18 +80,25 @@ fn sorted(mut values: Vec<Value>) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn the_real_podinfo_deployment_is_checked_and_passes_the_minimal_bundle() {
+async fn the_real_podinfo_deployment_is_refused_by_the_restricted_rules() {
     let violations = bundle()
         .await
         .evaluate(&podinfo(), &tenant(), "abc123")
         .await
         .unwrap();
-    // Pinned image, not privileged: only the missing recommended label is reported.
+    // Pinned image with requests and limits, but no securityContext and no name label.
     let rules: Vec<(&str, Severity)> = violations
         .iter()
         .map(|v| (v.finding.rule.as_str(), v.finding.severity))
         .collect();
-    assert_eq!(rules, [("app-name-label", Severity::Warn)]);
+    assert_eq!(
+        rules,
+        [
+            ("no-privilege-escalation", Severity::Deny),
+            ("recommended-name-label", Severity::Warn),
+            ("run-as-non-root", Severity::Deny),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
 //! `berth-operator`: command-line entry point.
 
+mod audit;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_engine::{api, cluster, telemetry};
@@ -9,7 +12,8 @@ use clap::{Parser, Subcommand};
 /// namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
 ///
 /// The controllers are not built yet: `run` only checks that it can reach the Kubernetes API
-/// server and exits 1. `crds` prints Berth's CustomResourceDefinitions.
+/// server and exits 1. `crds` prints Berth's CustomResourceDefinitions; `report` writes the
+/// auditor's report.
 #[derive(Debug, Parser)]
 #[command(name = "berth-operator", version)]
 struct Cli {
@@ -32,6 +36,13 @@ enum Command {
     Run,
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,
+    /// Gather every tenant's PolicyReports into an auditor's report: audit.html, audit.json
+    /// and audit.csv. Needs only read access to policyreports (ClusterRole berth-auditor).
+    Report {
+        /// Directory to write the report files to (created if missing).
+        #[arg(long, default_value = ".")]
+        output_dir: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -48,6 +59,22 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Report { output_dir } => {
+            telemetry::init(cli.log_format);
+            match write_audit(&output_dir).await {
+                Ok(count) => {
+                    println!(
+                        "wrote {n}/audit.html, {n}/audit.json and {n}/audit.csv ({count} decisions)",
+                        n = output_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("berth-operator report: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             telemetry::init(cli.log_format);
             match cluster::connect(None).await {
@@ -60,4 +87,35 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Lists Berth's PolicyReports in every namespace and writes the three report files.
+async fn write_audit(dir: &std::path::Path) -> Result<usize, String> {
+    use kube::api::{ApiResource, DynamicObject, ListParams};
+    let (client, _) = cluster::connect(None).await.map_err(|e| e.to_string())?;
+    let resource = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+        "policyreports",
+    );
+    let reports = kube::Api::<DynamicObject>::all_with(client, &resource)
+        .list(&ListParams::default().labels(berth_engine::report::TENANT_LABEL))
+        .await
+        .map_err(|e| format!("listing PolicyReports: {e}"))?;
+    let values: Vec<serde_json::Value> = reports
+        .items
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let report = audit::AuditReport::from_policy_reports(&values, &now);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, body) in [
+        ("audit.html", audit::html(&report)),
+        ("audit.json", report.json()),
+        ("audit.csv", report.csv()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(report.decisions.len())
 }

@@ -1,60 +1,40 @@
 # The entrypoint the agent evaluates for every object of a revision: `violations`, a set of
-# findings {policy, rule, severity, message}. A "deny" finding refuses the whole revision.
-# Messages use concat, not sprintf: opa-wasm's sprintf supports neither %q nor %v.
+# findings {policy, rule, severity, message}. A "deny" finding refuses the whole revision; a
+# "warn" finding is reported and the object is applied.
+#
+# Rules do not add to `violations` directly: each area file (tenancy, pod_security, images,
+# resources, services, labels, params) adds to `findings`, and `violations` applies the
+# platform's overrides from data.params: `disabled_rules` drops findings, `warn_rules` turns a
+# deny into a warn. Entries are rule ids "policy/rule", "policy/*" or "*".
+#
+# This library is compiled to WebAssembly and evaluated by opa-wasm, which implements fewer
+# builtins than the opa CLI: messages are built with concat and format_int, never sprintf (no
+# %q, no %v), and nothing here depends on the iteration order of a set or an object.
 package berth
 
-# Pod specs embedded in workload kinds.
-pod_spec(obj) := obj.spec if obj.kind == "Pod"
-
-pod_spec(obj) := obj.spec.template.spec if {
-	obj.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
+violations contains effective(f) if {
+	some f in findings
+	not selected(f, param_disabled_rules)
 }
 
-pod_spec(obj) := obj.spec.jobTemplate.spec.template.spec if obj.kind == "CronJob"
+# A deny named by data.params.warn_rules is reported as a warn, and says so.
+effective(f) := finding(f.policy, f.rule, "warn", msg) if {
+	f.severity == "deny"
+	selected(f, param_warn_rules)
+	msg := concat("", [f.message, " (deny downgraded to warn by data.params.warn_rules)"])
+} else := f
 
-containers contains container if {
-	spec := pod_spec(input.object)
-	some field in ["initContainers", "containers", "ephemeralContainers"]
-	some container in spec[field]
+# Whether a finding is named by a list of rule ids ("policy/rule", "policy/*" or "*").
+selected(f, ids) if {
+	some id in ids
+	id in {rule_id(f.policy, f.rule), concat("", [f.policy, "/*"]), "*"}
 }
 
-violations contains finding("pod-security", "no-privileged", "deny", msg) if {
-	some c in containers
-	c.securityContext.privileged == true
-	msg := concat("", ["container ", c.name, " runs privileged"])
-}
-
-violations contains finding("images", "pinned-image", "deny", msg) if {
-	some c in containers
-	not pinned(c.image)
-	msg := concat("", ["container ", c.name, " uses image ", c.image, " without a version tag or digest (or with :latest)"])
-}
-
-violations contains finding("labels", "app-name-label", "warn", msg) if {
-	pod_spec(input.object)
-	not input.object.metadata.labels["app.kubernetes.io/name"]
-	msg := "workload has no app.kubernetes.io/name label"
-}
+rule_id(policy, rule) := concat("/", [policy, rule])
 
 finding(policy, rule, severity, message) := {
 	"policy": policy,
 	"rule": rule,
 	"severity": severity,
 	"message": message,
-}
-
-pinned(image) if contains(image, "@sha256:")
-
-pinned(image) if {
-	not contains(image, "@")
-	tag := image_tag(image)
-	tag != "latest"
-}
-
-# The tag is what follows the last ":" after the last "/" (a registry port is not a tag).
-image_tag(image) := tag if {
-	parts := split(image, "/")
-	last := parts[count(parts) - 1]
-	contains(last, ":")
-	tag := split(last, ":")[1]
 }

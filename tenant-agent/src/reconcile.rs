@@ -9,10 +9,10 @@ use berth_engine::guard::Scope;
 use berth_engine::manifest::ObjectRef;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::{CheckError, Checked, Checker};
-use berth_engine::report::{ReportContext, TENANT_LABEL, policy_report};
+use berth_engine::report::{ReportContext, policy_report};
 use berth_engine::source::{GitSource, Revision};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 
@@ -41,9 +41,6 @@ pub struct Agent {
     pub skip_guard_rails: bool,
     pub interrupt: Arc<AtomicBool>,
 }
-
-/// Policy reports kept per tenant; older revisions' reports are deleted.
-const REPORTS_KEPT: usize = 10;
 
 impl Agent {
     /// Runs one reconcile and records it (status, event, policy report, metrics); never
@@ -159,43 +156,27 @@ impl Agent {
         }
     }
 
+    /// Records the decision as a PolicyReport named by tenant, revision and policy bundle.
+    /// Reports are only ever created, never changed or deleted by the agent (its RBAC allows
+    /// create, get and list), so together they are an append-only record of decisions.
     async fn write_report(&self, checked: &Checked, revision: &str) -> Result<(), kube::Error> {
-        let timestamp = k8s_openapi::jiff::Timestamp::now().as_second();
         let report = policy_report(
             checked,
             &ReportContext {
                 tenant: &self.checker.tenant,
                 revision,
                 bundle_version: &self.checker.policy.version,
-                timestamp,
+                timestamp: k8s_openapi::jiff::Timestamp::now().as_second(),
             },
         );
-        let name = report["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        self.reports
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&report),
-            )
-            .await?;
-        let selector = format!("{TENANT_LABEL}={}", self.checker.tenant.name);
-        let mut existing = self
-            .reports
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items;
-        existing.sort_by_key(|r| std::cmp::Reverse(r.metadata.creation_timestamp.clone()));
-        for old in existing.iter().skip(REPORTS_KEPT) {
-            if let Some(old_name) = &old.metadata.name {
-                self.reports
-                    .delete(old_name, &DeleteParams::default())
-                    .await?;
-            }
+        let report: DynamicObject =
+            serde_json::from_value(report).map_err(kube::Error::SerdeError)?;
+        match self.reports.create(&PostParams::default(), &report).await {
+            Ok(_) => Ok(()),
+            // Already recorded: the same revision was checked by the same bundle before.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
     async fn fetch(&self) -> Result<Revision, String> {
@@ -324,7 +305,8 @@ impl Agent {
     }
 
     /// Writes the status unless this reconcile changed nothing and found things as recorded,
-    /// so a reconcile with nothing to do makes no write request at all.
+    /// so a reconcile with nothing to do makes no write request at all, even a triggered one
+    /// (the trigger watch remembers handled requests in memory).
     async fn write_status(
         &self,
         last: &TenantSyncStatus,
@@ -334,7 +316,6 @@ impl Agent {
         let same = status.result == last.result
             && status.last_attempted_revision == last.last_attempted_revision
             && status.last_applied_revision == last.last_applied_revision
-            && status.last_handled_request == last.last_handled_request
             && status.refused == last.refused
             && status.inventory == last.inventory
             && (status.result == SyncResult::Applied || status.message == last.message);

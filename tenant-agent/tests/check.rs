@@ -39,17 +39,68 @@ fn hostile() -> tempfile::TempDir {
     dir
 }
 
+/// podinfo as a tenant would harden it: an overlay on the unchanged upstream manifests.
+fn hardened_podinfo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    for entry in std::fs::read_dir(podinfo()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), base.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources: [base]\nlabels:\n- pairs: {app.kubernetes.io/name: podinfo}\npatches:\n- path: hardening.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hardening.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: podinfo}\nspec:\n  template:\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 10001}\n      containers:\n      - name: podinfod\n        securityContext: {allowPrivilegeEscalation: false}\n",
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
-fn a_clean_kustomization_exits_0_with_a_summary() {
+fn upstream_podinfo_is_refused_and_a_hardened_overlay_is_clean() {
     let out = check(&podinfo(), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("[pod-security/run-as-non-root]"), "{text}");
+    assert!(
+        text.contains(
+            "3 objects checked: 0 refused by guard rails, 2 denied by policy, 1 warnings"
+        ),
+        "{text}"
+    );
+
+    let hardened = hardened_podinfo();
+    let out = check(hardened.path(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.contains(
-            "3 objects checked: 0 refused by guard rails, 0 denied by policy, 1 warnings"
+            "3 objects checked: 0 refused by guard rails, 0 denied by policy, 0 warnings"
         ),
         "{text}"
     );
+}
+
+#[test]
+fn platform_parameters_change_the_verdict() {
+    let data = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        data.path(),
+        r#"{"params": {"warn_rules": ["pod-security/*"]}}"#,
+    )
+    .unwrap();
+    let out = check(
+        &podinfo(),
+        &["--policy-data", data.path().to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("downgraded to warn"), "{text}");
 }
 
 #[test]

@@ -80,20 +80,9 @@ fn https_serves_with_the_ca_and_password_only() {
             .any(|r| r.method == "POST" && r.target == "/repo.git/git-upload-pack")
     );
 
-    let port = url
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    // Dropping stops the server and joins its thread (whether the port is free afterwards
+    // is racy to check: parallel tests may be handed the same port at once).
     drop(server);
-    let port: u16 = port.parse().unwrap();
-    assert!(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err(),
-        "still listening"
-    );
 }
 
 #[test]

@@ -29,10 +29,14 @@ spec:
   template:
     metadata: {{labels: {{app: {name}}}}}
     spec:
+      securityContext: {{runAsNonRoot: true, runAsUser: 1000}}
       containers:
       - name: app
         image: {image}
-        securityContext: {{privileged: {privileged}}}
+        securityContext: {{privileged: {privileged}, allowPrivilegeEscalation: false}}
+        resources:
+          requests: {{cpu: 10m, memory: 16Mi}}
+          limits: {{cpu: 100m, memory: 64Mi}}
 "#
     )
 }
@@ -291,8 +295,26 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         );
         assert_eq!(data(&admin, &ns.name, "mine").await, None, "nothing of a refused revision");
 
-        // With the guard rails off (test-only switch), the API server's RBAC still refuses.
+        // With the guard rails off (test-only switch), the policy's tenancy rules refuse.
         let out = tenant.run_once(&repo.file_url(), &["--unsafe-skip-guard-rails"]);
+        assert_eq!(out.status.code(), Some(2));
+        let mut rules: Vec<String> = status(&admin, &ns.name)
+            .await
+            .refused
+            .iter()
+            .map(|r| format!("{}/{}", r.policy, r.rule))
+            .collect();
+        rules.sort();
+        assert_eq!(rules, ["tenancy/namespace-in-tenant", "tenancy/no-cluster-scoped"]);
+
+        // And with those rules disabled as well, the API server's RBAC still refuses.
+        let data = tempfile::NamedTempFile::new()?;
+        std::fs::write(data.path(), r#"{"params": {"disabled_rules": ["tenancy/*"]}}"#)?;
+        let data_path = data.path().to_string_lossy().into_owned();
+        let out = tenant.run_once(
+            &repo.file_url(),
+            &["--unsafe-skip-guard-rails", "--policy-data", &data_path],
+        );
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &ns.name).await;
         assert_eq!(s.result, SyncResult::Failed);

@@ -2,6 +2,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod agent;
+mod audit;
 mod control_plane;
 mod support;
 mod transport;

@@ -150,50 +150,52 @@ impl PolicyBundle {
         tenant: &TenantContext,
         revision: &str,
     ) -> Result<Vec<Violation>, PolicyError> {
+        let Some(first) = manifests.first() else {
+            return Ok(Vec::new());
+        };
+        let instance_error = |reason: String| PolicyError::Evaluate {
+            object: first.reference.to_string(),
+            reason,
+        };
+        // One instance per revision: instantiating costs several times an evaluation, and
+        // opa-wasm rewinds the heap between evaluations. Fuel is refilled for each object; the
+        // memory limit holds for the whole revision.
+        let mut store = new_store(&self.engine).map_err(instance_error)?;
+        let runtime = Runtime::new(&mut store, &self.module)
+            .await
+            .map_err(|e| instance_error(format!("{e:#}")))?;
+        let policy = runtime
+            .with_data(&mut store, &self.data)
+            .await
+            .map_err(|e| instance_error(format!("{e:#}")))?;
         let mut violations = Vec::new();
         for manifest in manifests {
+            let failed = |reason: String| PolicyError::Evaluate {
+                object: manifest.reference.to_string(),
+                reason,
+            };
             let input = json!({
                 "object": manifest.object,
                 "tenant": {"name": tenant.name, "namespaces": tenant.namespaces},
                 "revision": revision,
             });
-            for finding in self.evaluate_input(&manifest.reference, &input).await? {
-                violations.push(Violation {
-                    object: manifest.reference.clone(),
-                    origin: manifest.origin.clone(),
-                    finding,
-                });
-            }
+            store.set_fuel(FUEL).map_err(|e| failed(format!("{e:#}")))?;
+            let result: Value = policy
+                .evaluate(&mut store, ENTRYPOINT, &input)
+                .await
+                .map_err(|e| failed(format!("{e:#}")))?;
+            let found = findings(result).map_err(|reason| PolicyError::Result {
+                object: manifest.reference.to_string(),
+                reason,
+            })?;
+            violations.extend(found.into_iter().map(|finding| Violation {
+                object: manifest.reference.clone(),
+                origin: manifest.origin.clone(),
+                finding,
+            }));
         }
         violations.sort_by(|a, b| (&a.object, &a.finding.rule).cmp(&(&b.object, &b.finding.rule)));
         Ok(violations)
-    }
-
-    async fn evaluate_input(
-        &self,
-        object: &ObjectRef,
-        input: &Value,
-    ) -> Result<Vec<Finding>, PolicyError> {
-        let failed = |reason: String| PolicyError::Evaluate {
-            object: object.to_string(),
-            reason,
-        };
-        let mut store = new_store(&self.engine).map_err(failed)?;
-        let runtime = Runtime::new(&mut store, &self.module)
-            .await
-            .map_err(|e| failed(format!("{e:#}")))?;
-        let policy = runtime
-            .with_data(&mut store, &self.data)
-            .await
-            .map_err(|e| failed(format!("{e:#}")))?;
-        let result: Value = policy
-            .evaluate(&mut store, ENTRYPOINT, input)
-            .await
-            .map_err(|e| failed(format!("{e:#}")))?;
-        findings(result).map_err(|reason| PolicyError::Result {
-            object: object.to_string(),
-            reason,
-        })
     }
 }
 

@@ -16,7 +16,7 @@ pub fn parse_file(file: &SourceFile) -> Result<Vec<Manifest>, RenderError> {
             .map(|v| vec![v])
             .map_err(|e| malformed(&file.path, 1, e.to_string()))?
     } else {
-        serde_saphyr::from_multiple_with_options(text, serde_saphyr::Options::default())
+        serde_saphyr::from_multiple_with_options(text, yaml_options())
             .map_err(|e| malformed(&file.path, 1, first_line(&e.to_string())))?
     };
     let mut out = Vec::new();
@@ -40,6 +40,17 @@ pub fn parse_file(file: &SourceFile) -> Result<Vec<Manifest>, RenderError> {
         }
     }
     Ok(out)
+}
+
+/// The parser's default budget (alias expansion, nesting, node and byte counts), except that
+/// one file may hold more than its default 1,024 documents: the object limit of the revision
+/// is what bounds those.
+pub(super) fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 100_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// Validates one document as a Kubernetes object.

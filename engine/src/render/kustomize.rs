@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::documents::manifest;
+use super::documents::{manifest, yaml_options};
 use super::{RenderError, RenderLimits, SourceFile};
 use crate::manifest::{Manifest, Origin};
 
@@ -95,9 +95,8 @@ impl Kustomize {
         )?;
         let text = String::from_utf8(output)
             .map_err(|_| RenderError::KustomizeFailed("output is not UTF-8".into()))?;
-        let documents: Vec<Value> =
-            serde_saphyr::from_multiple_with_options(&text, serde_saphyr::Options::default())
-                .map_err(|e| RenderError::KustomizeFailed(format!("unparseable output: {e}")))?;
+        let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, yaml_options())
+            .map_err(|e| RenderError::KustomizeFailed(format!("unparseable output: {e}")))?;
         documents
             .into_iter()
             .filter(|d| !d.is_null())

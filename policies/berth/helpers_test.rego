@@ -1,0 +1,54 @@
+# Fixtures shared by the test files: a compliant workload, ways to break it, and evaluation.
+package berth_test
+
+import data.berth
+
+tenant := {"name": "team-a", "namespaces": ["team-a", "team-a-jobs"]}
+
+# A container that satisfies every rule of the library.
+good_container(name) := {
+	"name": name,
+	"image": "registry.example/team-a/app:1.2.3",
+	"securityContext": {
+		"allowPrivilegeEscalation": false,
+		"runAsNonRoot": true,
+		"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+	},
+	"resources": {
+		"requests": {"cpu": "100m", "memory": "64Mi"},
+		"limits": {"cpu": "1", "memory": "128Mi"},
+	},
+}
+
+good_pod_spec := {"containers": [good_container("app")]}
+
+# A Deployment in the tenant's namespace with the given pod spec.
+deployment(spec) := {
+	"apiVersion": "apps/v1",
+	"kind": "Deployment",
+	"metadata": {"name": "web", "namespace": "team-a", "labels": {"app.kubernetes.io/name": "web"}},
+	"spec": {"template": {"spec": spec}},
+}
+
+good_deployment := deployment(good_pod_spec)
+
+# The good Deployment with its container changed (object.union merges nested objects).
+deployment_with_container(patch) := deployment({"containers": [object.union(good_container("app"), patch)]})
+
+# The good Deployment with its pod spec changed.
+deployment_with_pod(patch) := deployment(object.union(good_pod_spec, patch))
+
+# All findings for an object, with the given data.params.
+findings(obj, params) := fs if {
+	fs := berth.violations with input as {"object": obj, "tenant": tenant, "revision": "abc123"}
+		with data.params as params
+}
+
+# Rule ids ("policy/rule") of findings.
+ids(fs) := {concat("/", [f.policy, f.rule]) | some f in fs}
+
+# Whether an object, with params, produces a finding of the rule.
+fires(id, obj, params) if id in ids(findings(obj, params))
+
+# The messages of a rule's findings.
+messages(id, obj, params) := {f.message | some f in findings(obj, params); concat("/", [f.policy, f.rule]) == id}

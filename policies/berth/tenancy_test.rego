@@ -1,0 +1,98 @@
+package berth_test
+
+config_map(ns) := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}}
+
+role_binding(role_ref, subjects) := {
+	"apiVersion": "rbac.authorization.k8s.io/v1",
+	"kind": "RoleBinding",
+	"metadata": {"name": "rb", "namespace": "team-a"},
+	"roleRef": role_ref,
+	"subjects": subjects,
+}
+
+cluster_role(name) := {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
+
+service_account(ns, name) := {"kind": "ServiceAccount", "namespace": ns, "name": name}
+
+# tenancy/namespace-in-tenant
+
+test_namespace_in_tenant_passes_for_each_tenant_namespace if {
+	not fires("tenancy/namespace-in-tenant", config_map("team-a"), {})
+	not fires("tenancy/namespace-in-tenant", config_map("team-a-jobs"), {})
+}
+
+test_namespace_in_tenant_denies_a_foreign_namespace if {
+	messages("tenancy/namespace-in-tenant", config_map("team-b"), {}) == {"namespace team-b does not belong to the tenant (its namespaces: team-a, team-a-jobs)"}
+}
+
+test_namespace_in_tenant_denies_a_missing_namespace if {
+	obj := {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+	messages("tenancy/namespace-in-tenant", obj, {}) == {"object has no namespace"}
+}
+
+# tenancy/no-cluster-scoped
+
+test_no_cluster_scoped_passes_namespaced_kinds if {
+	not fires("tenancy/no-cluster-scoped", config_map("team-a"), {})
+	not fires("tenancy/no-cluster-scoped", good_deployment, {})
+}
+
+test_no_cluster_scoped_denies_cluster_scoped_kinds if {
+	every kind in ["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "StorageClass", "PersistentVolume", "Tenant"] {
+		obj := {"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}}
+		fs := findings(obj, {})
+		ids(fs) == {"tenancy/no-cluster-scoped"}
+	}
+}
+
+test_no_cluster_scoped_message if {
+	obj := {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
+	messages("tenancy/no-cluster-scoped", obj, {}) == {"Namespace is cluster-scoped: a tenant may only declare namespaced objects"}
+}
+
+# tenancy/no-powerful-rolebinding
+
+test_no_powerful_rolebinding_passes_view_and_own_roles if {
+	not fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role("view"), [service_account("team-a", "app")]), {})
+	own_role := {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "admin"}
+	not fires("tenancy/no-powerful-rolebinding", role_binding(own_role, [service_account("team-a-jobs", "app")]), {})
+}
+
+test_no_powerful_rolebinding_denies_admin_edit_and_cluster_admin if {
+	every role in ["cluster-admin", "admin", "edit"] {
+		fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role(role), [service_account("team-a", "app")]), {})
+	}
+	messages("tenancy/no-powerful-rolebinding", role_binding(cluster_role("edit"), []), {}) == {"RoleBinding grants the ClusterRole edit, which is reserved for the platform (data.params.allow_powerful_rolebindings allows it)"}
+}
+
+test_no_powerful_rolebinding_can_be_allowed_by_the_platform if {
+	rb := role_binding(cluster_role("admin"), [service_account("team-a", "app")])
+	not fires("tenancy/no-powerful-rolebinding", rb, {"allow_powerful_rolebindings": true})
+	fires("tenancy/no-powerful-rolebinding", rb, {"allow_powerful_rolebindings": false})
+}
+
+test_no_powerful_rolebinding_denies_foreign_service_accounts if {
+	rb := role_binding(cluster_role("view"), [service_account("team-b", "bot")])
+	messages("tenancy/no-powerful-rolebinding", rb, {}) == {"RoleBinding grants access to the ServiceAccount team-b/bot, outside the tenant"}
+
+	# The parameter allows powerful roles, not foreign subjects.
+	fires("tenancy/no-powerful-rolebinding", rb, {"allow_powerful_rolebindings": true})
+}
+
+test_no_powerful_rolebinding_defaults_a_service_account_to_the_binding_namespace if {
+	rb := role_binding(cluster_role("view"), [{"kind": "ServiceAccount", "name": "app"}])
+	not fires("tenancy/no-powerful-rolebinding", rb, {})
+}
+
+test_no_powerful_rolebinding_denies_service_account_users_and_groups if {
+	user := {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:serviceaccount:team-b:bot"}
+	fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role("view"), [user]), {})
+	own_user := {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:serviceaccount:team-a:bot"}
+	not fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role("view"), [own_user]), {})
+	every group in ["system:serviceaccounts", "system:authenticated", "system:unauthenticated", "system:serviceaccounts:team-b"] {
+		subject := {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+		fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role("view"), [subject]), {})
+	}
+	own_group := {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts:team-a-jobs"}
+	not fires("tenancy/no-powerful-rolebinding", role_binding(cluster_role("view"), [own_group]), {})
+}

@@ -1,0 +1,88 @@
+# Helpers shared by the rules: the pod spec a workload embeds, its containers, and accessors
+# that tolerate malformed manifests (a missing field, a null, a string where an object belongs)
+# so that a hostile object yields a finding or nothing, never an evaluation error, and opa-wasm
+# and `opa eval` agree on it.
+package berth
+
+# Kinds that embed a pod template. A platform can add its own kinds (e.g. a rollout CRD) with
+# `workload_kinds contains "Rollout"` and a matching `pod_spec` definition in its own .rego file.
+workload_kinds contains kind if some kind in [
+	"Pod",
+	"PodTemplate",
+	"Deployment",
+	"StatefulSet",
+	"DaemonSet",
+	"ReplicaSet",
+	"ReplicationController",
+	"Job",
+	"CronJob",
+]
+
+# The pod spec a workload embeds.
+pod_spec(obj) := obj.spec if obj.kind == "Pod"
+
+pod_spec(obj) := obj.template.spec if obj.kind == "PodTemplate"
+
+pod_spec(obj) := obj.spec.template.spec if {
+	obj.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"}
+}
+
+pod_spec(obj) := obj.spec.jobTemplate.spec.template.spec if obj.kind == "CronJob"
+
+# How messages name a container of each list.
+container_lists := {
+	"initContainers": "init container",
+	"containers": "container",
+	"ephemeralContainers": "ephemeral container",
+}
+
+# Every container of the object's pod template: the container, the list it is in, and how
+# messages name it ("container app", "init container setup").
+pod_containers contains entry if {
+	spec := pod_spec(input.object)
+	some list, noun in container_lists
+	some c in array_at(spec, list)
+	entry := {
+		"container": c,
+		"list": list,
+		"label": concat(" ", [noun, str(value_at(c, "name", "(unnamed)"))]),
+	}
+}
+
+# The containers themselves, for rules that need no message.
+containers contains entry.container if some entry in pod_containers
+
+# o[k] if o is an object and o[k] is an object, else {}.
+object_at(o, k) := o[k] if {
+	is_object(o)
+	is_object(o[k])
+} else := {}
+
+# o[k] if o is an object and o[k] is an array, else [].
+array_at(o, k) := o[k] if {
+	is_object(o)
+	is_array(o[k])
+} else := []
+
+# o[k] if o is an object and o[k] is set and not null, else default.
+value_at(o, k, default_value) := o[k] if {
+	is_object(o)
+	o[k] != null
+} else := default_value
+
+# A value as message text: strings as they are, integers in decimal, anything else a marker.
+str(x) := x if {
+	is_string(x)
+} else := format_int(x, 10) if {
+	is_number(x)
+} else := "(invalid)"
+
+# The tenant's namespaces, from the input the agent builds.
+tenant_namespaces := input.tenant.namespaces if {
+	is_array(input.tenant.namespaces)
+} else := []
+
+# The object's metadata fields, tolerating their absence.
+object_namespace := value_at(object_at(input.object, "metadata"), "namespace", "")
+
+object_labels := object_at(object_at(input.object, "metadata"), "labels")
