@@ -87,6 +87,12 @@ pub struct TenantSyncStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_request: Option<String>,
     pub message: String,
+    /// Digest of the policy bundle the last revision was checked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_bundle: Option<String>,
+    /// Why the platform's latest policy bundle was not taken (the previous one stays active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_message: Option<String>,
     pub counts: SyncCounts,
     /// Refused objects of the last attempted revision (capped; `counts.refused` is exact).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,8 +1,6 @@
 //! The checks every revision passes before anything of it is applied: render → guard rails →
 //! policy. Shared by the agent's reconcile and `berth-agent check`.
 
-use std::sync::Arc;
-
 use crate::guard::{self, Refusal, Scope, TenantContext};
 use crate::manifest::{Manifest, ObjectRef};
 use crate::policy::{PolicyBundle, PolicyError, Severity, Violation};
@@ -48,10 +46,9 @@ impl Checked {
     }
 }
 
-/// What the pipeline needs besides the revision.
+/// What the pipeline needs besides the revision and the policy bundle.
 pub struct Checker {
     pub tenant: TenantContext,
-    pub policy: Arc<PolicyBundle>,
     pub kustomize: Kustomize,
     pub limits: RenderLimits,
 }
@@ -61,13 +58,15 @@ impl Checker {
     /// namespaced kinds from cluster-scoped ones.
     pub async fn check(
         &self,
+        policy: &PolicyBundle,
         files: Vec<SourceFile>,
         path: &str,
         revision: &str,
         scope_of: impl Fn(&ObjectRef) -> Scope,
     ) -> Result<Checked, CheckError> {
         let manifests = self.render(files, path).await?;
-        self.check_rendered(manifests, revision, scope_of).await
+        self.check_rendered(policy, manifests, revision, scope_of)
+            .await
     }
 
     /// Renders off the async runtime: kustomize is a child process and parsing is CPU work.
@@ -87,6 +86,7 @@ impl Checker {
     /// Guard rails, then policy on every object the guard rails let through.
     pub async fn check_rendered(
         &self,
+        policy: &PolicyBundle,
         mut manifests: Vec<Manifest>,
         revision: &str,
         scope_of: impl Fn(&ObjectRef) -> Scope,
@@ -97,10 +97,7 @@ impl Checker {
             .filter(|m| !refusals.iter().any(|r| r.object == m.reference))
             .cloned()
             .collect();
-        let violations = self
-            .policy
-            .evaluate(&admitted, &self.tenant, revision)
-            .await?;
+        let violations = policy.evaluate(&admitted, &self.tenant, revision).await?;
         Ok(Checked {
             manifests,
             refusals,

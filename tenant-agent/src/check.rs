@@ -2,7 +2,6 @@
 //! for a tenant's own CI, with human, JSON, SARIF or JUnit output.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use berth_engine::guard::{self, Scope, TenantContext};
 use berth_engine::pipeline::{CheckError, Checked, Checker};
@@ -98,7 +97,6 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
     };
     let checker = Checker {
         tenant: options.tenant,
-        policy: Arc::new(policy),
         kustomize: Kustomize {
             program: options.kustomize,
             ..Kustomize::default()
@@ -112,7 +110,9 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
     // Without a cluster, kinds Berth does not know are taken as namespaced; the agent asks
     // the API server.
     let scope = |o: &_| guard::builtin_scope(o).unwrap_or(Scope::Namespaced);
-    Ok(checker.check(files, "", "working tree", scope).await?)
+    Ok(checker
+        .check(&policy, files, "", "working tree", scope)
+        .await?)
 }
 
 /// Formats a check result.

@@ -2,6 +2,7 @@
 //! (`run`), or runs the same checks on a local directory (`check`).
 
 mod check;
+mod policy_source;
 mod reconcile;
 mod report;
 mod run;

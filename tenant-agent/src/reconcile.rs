@@ -9,6 +9,9 @@ use berth_engine::guard::Scope;
 use berth_engine::manifest::ObjectRef;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::{CheckError, Checked, Checker};
+use berth_engine::policy::PolicyBundle;
+
+use crate::policy_source::PolicySource;
 use berth_engine::report::{ReportContext, policy_report};
 use berth_engine::source::{GitSource, Revision};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -37,6 +40,7 @@ pub struct Agent {
     pub reports: Api<DynamicObject>,
     pub recorder: Recorder,
     pub checker: Checker,
+    pub policy: PolicySource,
     pub metrics: Arc<Metrics>,
     pub skip_guard_rails: bool,
     pub interrupt: Arc<AtomicBool>,
@@ -148,9 +152,11 @@ impl Agent {
         if let Err(error) = self.recorder.publish(&event, &reference).await {
             tracing::warn!(%error, "publishing event");
         }
-        if let (Some(checked), Some(revision)) =
-            (checked, status.last_attempted_revision.as_deref())
-            && let Err(error) = self.write_report(checked, revision).await
+        if let (Some(checked), Some(revision), Some(bundle)) = (
+            checked,
+            status.last_attempted_revision.as_deref(),
+            status.policy_bundle.as_deref(),
+        ) && let Err(error) = self.write_report(checked, revision, bundle).await
         {
             tracing::warn!(%error, "writing PolicyReport");
         }
@@ -159,13 +165,18 @@ impl Agent {
     /// Records the decision as a PolicyReport named by tenant, revision and policy bundle.
     /// Reports are only ever created, never changed or deleted by the agent (its RBAC allows
     /// create, get and list), so together they are an append-only record of decisions.
-    async fn write_report(&self, checked: &Checked, revision: &str) -> Result<(), kube::Error> {
+    async fn write_report(
+        &self,
+        checked: &Checked,
+        revision: &str,
+        bundle_version: &str,
+    ) -> Result<(), kube::Error> {
         let report = policy_report(
             checked,
             &ReportContext {
                 tenant: &self.checker.tenant,
                 revision,
-                bundle_version: &self.checker.policy.version,
+                bundle_version,
                 timestamp: k8s_openapi::jiff::Timestamp::now().as_second(),
             },
         );
@@ -206,13 +217,31 @@ impl Agent {
             Ok(s) => s,
             Err(e) => return fail(status, e.to_string()),
         };
+        let policy = match self.policy.current().await {
+            Ok(current) => current,
+            Err(message) => return fail(status, message),
+        };
+        status.policy_bundle = Some(policy.bundle.version.clone());
+        status.policy_message = policy
+            .refused_update
+            .map(|why| format!("policy update refused, previous bundle kept: {why}"));
         let policy_started = std::time::Instant::now();
         let checked = if self.skip_guard_rails {
-            self.check_without_guard_rails(manifests, &revision.commit, scope_lookup(scopes))
-                .await
+            self.check_without_guard_rails(
+                &policy.bundle,
+                manifests,
+                &revision.commit,
+                scope_lookup(scopes),
+            )
+            .await
         } else {
             self.checker
-                .check_rendered(manifests, &revision.commit, scope_lookup(scopes))
+                .check_rendered(
+                    &policy.bundle,
+                    manifests,
+                    &revision.commit,
+                    scope_lookup(scopes),
+                )
                 .await
         };
         self.metrics
@@ -263,6 +292,7 @@ impl Agent {
     /// the API server's RBAC is the only layer left.
     async fn check_without_guard_rails(
         &self,
+        policy: &PolicyBundle,
         mut manifests: Vec<berth_engine::manifest::Manifest>,
         revision: &str,
         scope_of: impl Fn(&ObjectRef) -> Scope,
@@ -274,9 +304,7 @@ impl Agent {
                 }
             }
         }
-        let violations = self
-            .checker
-            .policy
+        let violations = policy
             .evaluate(&manifests, &self.checker.tenant, revision)
             .await?;
         Ok(Checked {
@@ -317,6 +345,8 @@ impl Agent {
             && status.last_attempted_revision == last.last_attempted_revision
             && status.last_applied_revision == last.last_applied_revision
             && status.refused == last.refused
+            && status.policy_bundle == last.policy_bundle
+            && status.policy_message == last.policy_message
             && status.inventory == last.inventory
             && (status.result == SyncResult::Applied || status.message == last.message);
         if idle && same {

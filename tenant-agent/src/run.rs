@@ -25,6 +25,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use tokio::sync::Notify;
 
+use crate::policy_source::{PlatformPolicy, PolicySource};
 use crate::reconcile::{Agent, Outcome};
 use crate::{TenantArgs, exit};
 
@@ -77,9 +78,42 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz ("off" to disable; not served with --once).
     #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
     metrics_addr: String,
+    /// The platform's policy as a ConfigMap, NAMESPACE/NAME, with binaryData `bundle.tar.gz`
+    /// and data `data.json`; re-read when it changes, an invalid update is refused and the
+    /// previous bundle kept. Replaces --bundle and --policy-data.
+    #[arg(long, env = "BERTH_POLICY_CONFIGMAP", conflicts_with_all = ["bundle", "policy_data"])]
+    policy_configmap: Option<String>,
     /// TEST ONLY: skip the guard rails, to prove the API server's RBAC still confines the agent.
     #[arg(long, hide = true)]
     unsafe_skip_guard_rails: bool,
+}
+
+/// The platform's ConfigMap if one is named; otherwise `--bundle` or the built-in bundle, loaded
+/// now so a missing or corrupt one stops the agent before it applies anything.
+async fn policy_source(args: &RunArgs, client: &kube::Client) -> Result<PolicySource, String> {
+    if let Some(reference) = &args.policy_configmap {
+        let (namespace, name) = reference
+            .split_once('/')
+            .ok_or_else(|| format!("--policy-configmap {reference}: expected NAMESPACE/NAME"))?;
+        return Ok(PolicySource::ConfigMap(Box::new(PlatformPolicy {
+            api: Api::namespaced(client.clone(), namespace),
+            name: name.to_owned(),
+            cache: args.cache_dir.join(&args.tenant.tenant).join("policy"),
+            loaded: tokio::sync::Mutex::new(None),
+        })));
+    }
+    let data = args
+        .tenant
+        .policy_data()
+        .map_err(|e| format!("policy data {e}"))?;
+    let bundle = match &args.tenant.bundle {
+        Some(path) => PolicyBundle::from_file(path, data).await,
+        None => {
+            PolicyBundle::from_bytes("built-in default bundle", crate::DEFAULT_BUNDLE, data).await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(PolicySource::Fixed(Arc::new(bundle)))
 }
 
 /// `wgpolicyk8s.io/v1alpha2` PolicyReport, whose CRD comes from the platform (or Kyverno).
@@ -146,23 +180,6 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         ));
     }
     let tenant = args.tenant.context();
-    let policy_data = args
-        .tenant
-        .policy_data()
-        .map_err(|e| format!("policy data {e}"))?;
-    // No bundle means no gate: fail closed rather than apply unchecked.
-    let policy = match &args.tenant.bundle {
-        Some(path) => PolicyBundle::from_file(path, policy_data).await,
-        None => {
-            PolicyBundle::from_bytes(
-                "built-in default bundle",
-                crate::DEFAULT_BUNDLE,
-                policy_data,
-            )
-            .await
-        }
-    }
-    .map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::default());
     let (client, version) = berth_engine::cluster::connect(Some(metrics.clone()))
         .await
@@ -173,6 +190,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         .first()
         .cloned()
         .ok_or("at least one --namespace is required")?;
+    let policy = policy_source(args, &client).await?;
     let cache_dir = args.cache_dir.join(&tenant.name);
     Ok(Agent {
         source: GitSource {
@@ -197,9 +215,9 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
             },
         ),
         metrics,
+        policy,
         checker: Checker {
             tenant,
-            policy: Arc::new(policy),
             kustomize: Kustomize {
                 program: args.tenant.kustomize.clone(),
                 ..Kustomize::default()

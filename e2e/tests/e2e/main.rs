@@ -4,5 +4,6 @@
 mod agent;
 mod audit;
 mod control_plane;
+mod policy;
 mod support;
 mod transport;
