@@ -45,13 +45,16 @@ unit: ## Unit tests (no cluster; the real kustomize and opa CLIs), and opa test 
 
 e2e: ## End-to-end tests against a fresh local control plane
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  export BERTH_KUSTOMIZE=$$(e2e/tools/install.sh)/kustomize && \
+	  tools=$$(e2e/tools/install.sh) && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
 	  e2e/kube-harness/assert-stopped.sh "$$BERTH_KUBE_BIN"
 
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  tools=$$(e2e/tools/install.sh) && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench
 

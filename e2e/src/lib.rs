@@ -10,6 +10,7 @@ mod git;
 mod git_server;
 mod http;
 mod namespace;
+pub mod policy_corpus;
 mod tenant;
 
 pub use control_plane::{ControlPlane, HarnessError, control_plane};

@@ -7,11 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::{TestNamespace, TestRepo, TestTenant, control_plane, free_addr, http_get, metric};
+use berth_e2e::{
+    TestNamespace, TestRepo, TestTenant, control_plane, free_addr, http_get, metric, policy_corpus,
+};
 use berth_engine::api::TenantSync;
 use berth_engine::guard::TenantContext;
 use berth_engine::policy::PolicyBundle;
-use berth_engine::render::{SourceFile, parse_file};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -68,6 +69,34 @@ async fn trigger(syncs: &Api<TenantSync>, round: usize) {
         .patch("berth", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("trigger");
+}
+
+/// `opa eval` of the library over the corpus in one process, per object (median of runs, the
+/// process start included once per run).
+fn opa_eval_per_object(corpus: &[berth_engine::manifest::Manifest]) -> f64 {
+    let Some(opa) = std::env::var_os("BERTH_OPA") else {
+        return f64::NAN;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("input.json");
+    let cases: Vec<_> = corpus.iter().map(|m| json!({"object": m.object, "tenant": {"name": "team-a", "namespaces": ["team-a"]}, "revision": "rev"})).collect();
+    std::fs::write(&input, json!({"cases": cases}).to_string()).expect("input");
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/berth");
+    let mut runs = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let out = std::process::Command::new(&opa)
+            .args(["eval", "--format", "json", "--data"])
+            .arg(&policies)
+            .arg("--input")
+            .arg(&input)
+            .arg("[v | some c in input.cases; v := data.berth.violations with input as c]")
+            .output()
+            .expect("opa eval");
+        assert!(out.status.success());
+        runs.push(t.elapsed().as_secs_f64() / corpus.len() as f64);
+    }
+    median(runs)
 }
 
 #[tokio::main]
@@ -146,7 +175,7 @@ async fn main() {
     let idle_rss = rss_kib(agent.0.id());
     let code = agent.terminate();
 
-    // Policy evaluation per object, in process, with the built-in bundle.
+    // Policy evaluation over the corpus, in process, with the built-in bundle, beside opa eval.
     let bundle_bytes = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/bundle.tar.gz"),
     )
@@ -154,30 +183,33 @@ async fn main() {
     let bundle = PolicyBundle::from_bytes("default", &bundle_bytes, json!({}))
         .await
         .expect("bundle");
-    let deployment = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../engine/tests/fixtures/podinfo-kustomize/deployment.yaml"),
-    )
-    .expect("fixture");
-    let objects = parse_file(&SourceFile {
-        path: "deployment.yaml".into(),
-        content: deployment,
-    })
-    .expect("parse");
     let context = TenantContext {
-        name: "bench".into(),
-        namespaces: vec!["bench".into()],
+        name: "team-a".into(),
+        namespaces: vec!["team-a".into()],
         allowed_kinds: vec!["*".into()],
     };
-    let mut per_object = Vec::new();
-    for _ in 0..1000 {
+    let corpus = policy_corpus::corpus();
+    let mut single = Vec::new();
+    for _ in 0..5 {
+        for object in &corpus {
+            let t = Instant::now();
+            bundle
+                .evaluate(std::slice::from_ref(object), &context, "rev")
+                .await
+                .expect("evaluate");
+            single.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut batch = Vec::new();
+    for _ in 0..ROUNDS {
         let t = Instant::now();
         bundle
-            .evaluate(&objects, &context, "rev")
+            .evaluate(&corpus, &context, "rev")
             .await
             .expect("evaluate");
-        per_object.push(t.elapsed().as_secs_f64());
+        batch.push(t.elapsed().as_secs_f64() / corpus.len() as f64);
     }
+    let opa_batch = opa_eval_per_object(&corpus);
 
     ns.delete(&admin).await;
     println!("Berth tenant agent benchmark ({OBJECTS} objects, {ROUNDS} rounds, release build)");
@@ -210,9 +242,18 @@ async fn main() {
         "  idle RSS of the agent after the runs:          {:.1} MiB",
         idle_rss as f64 / 1024.0
     );
+    single.sort_by(f64::total_cmp);
+    let p99 = single[single.len() * 99 / 100];
     println!(
-        "  policy evaluation per object (median, podinfo Deployment): {:.0} µs",
-        median(per_object) * 1e6
+        "  policy, {} corpus manifests: per object in a revision (median of {ROUNDS}): opa-wasm {:.1} µs, opa eval {:.1} µs",
+        corpus.len(),
+        median(batch) * 1e6,
+        opa_batch * 1e6
+    );
+    println!(
+        "  policy, one object alone incl. instantiation: p50 {:.0} µs, p99 {:.0} µs",
+        single[single.len() / 2] * 1e6,
+        p99 * 1e6
     );
     println!("  agent exit code after SIGTERM: {code:?}");
 }
