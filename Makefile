@@ -47,9 +47,10 @@ e2e: ## End-to-end tests against a fresh local control plane
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
 	  tools=$$(e2e/tools/install.sh) && \
 	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  export BERTH_E2E_RUN_ID=e2e$$$$ && \
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
-	  e2e/kube-harness/assert-stopped.sh "$$BERTH_KUBE_BIN"
+	  e2e/kube-harness/assert-stopped.sh "$$BERTH_E2E_RUN_ID"
 
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Fails if any control-plane process started from BIN_DIR is still running after a grace
-# period: the suite must leave nothing behind.
+# Fails if any control-plane process of test run RUN_ID (kube-harness --run-id RUN_ID and the
+# components it started in /tmp/berth-kube-RUN_ID-*) is still running after a grace period:
+# the suite must leave nothing behind. Other runs' control planes are not its business.
 set -euo pipefail
-bin=${1:?usage: assert-stopped.sh BIN_DIR}
+id=${1:?usage: assert-stopped.sh RUN_ID}
+pattern="(--run-id $id( |\$)|berth-kube-$id-)"
 for _ in $(seq 1 60); do
-  left=$(pgrep -af "^$bin/(kube-harness|kube-apiserver|kube-controller-manager)( |$)" || true)
-  [ -z "$left" ] && { echo "control plane: no processes left running"; exit 0; }
+  left=$(pgrep -af -- "$pattern" | grep -v -e assert-stopped -e pgrep || true)
+  [ -z "$left" ] && { echo "control plane: no processes of this run left running"; exit 0; }
   sleep 0.5
 done
 echo "control plane processes still running 30s after the suite:" >&2

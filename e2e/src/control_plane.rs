@@ -3,6 +3,7 @@
 //! Environment:
 //! - `BERTH_E2E_KUBECONFIG`: use the cluster this kubeconfig names instead of starting one.
 //! - `BERTH_KUBE_BIN`: the directory `e2e/kube-harness/build.sh` printed (default: run it).
+//! - `BERTH_E2E_RUN_ID`: tags the control plane so `assert-stopped.sh` can check this run's.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -65,8 +66,12 @@ fn start_or_reuse() -> Result<ControlPlane, HarnessError> {
         binary: binary.clone(),
         reason,
     };
-    let mut child = Command::new(&binary)
-        .arg("--exit-on-stdin-eof")
+    let mut harness = Command::new(&binary);
+    harness.arg("--exit-on-stdin-eof");
+    if let Some(run_id) = std::env::var_os("BERTH_E2E_RUN_ID") {
+        harness.arg("--run-id").arg(run_id);
+    }
+    let mut child = harness
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

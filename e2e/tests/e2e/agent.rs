@@ -41,6 +41,17 @@ spec:
     )
 }
 
+/// Commits ConfigMap `settings` with `value`, applies it and returns the commit.
+fn apply_settings(tenant: &TestTenant, repo: &TestRepo, value: &str) -> String {
+    repo.write("config.yaml", config_map("settings", value));
+    let commit = repo.commit(value);
+    assert_eq!(
+        tenant.run_once(&repo.file_url(), &[]).status.code(),
+        Some(0)
+    );
+    commit
+}
+
 async fn status(client: &Client, ns: &str) -> TenantSyncStatus {
     Api::<TenantSync>::namespaced(client.clone(), ns)
         .get("berth")
@@ -178,12 +189,7 @@ async fn a_denied_object_refuses_the_whole_revision() {
     in_namespace("agent-deny", |cp, admin, ns| async move {
         let tenant = TestTenant::provision(cp, &admin, "team-deny", &ns.name).await;
         let repo = TestRepo::new();
-        repo.write("config.yaml", config_map("settings", "good"));
-        let good = repo.commit("good");
-        assert_eq!(
-            tenant.run_once(&repo.file_url(), &[]).status.code(),
-            Some(0)
-        );
+        let good = apply_settings(&tenant, &repo, "good");
 
         repo.write("config.yaml", config_map("settings", "changed"))
             .write(
@@ -333,12 +339,7 @@ async fn broken_and_hostile_repositories_change_nothing() {
     in_namespace("agent-hostile", |cp, admin, ns| async move {
         let tenant = TestTenant::provision(cp, &admin, "team-hostile", &ns.name).await;
         let repo = TestRepo::new();
-        repo.write("config.yaml", config_map("settings", "good"));
-        let good = repo.commit("good");
-        assert_eq!(
-            tenant.run_once(&repo.file_url(), &[]).status.code(),
-            Some(0)
-        );
+        let good = apply_settings(&tenant, &repo, "good");
 
         type Breakage = Box<dyn Fn(&TestRepo)>;
         let cases: Vec<(&str, Breakage, &str)> = vec![

@@ -36,6 +36,7 @@ type options struct {
 	kubeconfigOut string
 	stdinEOF      bool
 	readyTimeout  time.Duration
+	runID         string
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 	flag.StringVar(&o.kubeconfigOut, "kubeconfig-out", "", "also write the admin kubeconfig to this path")
 	flag.BoolVar(&o.stdinEOF, "exit-on-stdin-eof", false, "shut down when standard input closes (for test runners)")
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the control plane to become ready")
+	flag.StringVar(&o.runID, "run-id", "", "tag for the temporary directory (berth-kube-RUNID-*), so a test run can find what it started")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "kube-harness: %v\n", err)
@@ -60,7 +62,11 @@ func run(o options) error {
 		return fmt.Errorf("reading %s/VERSION (run e2e/kube-harness/build.sh): %w", o.binDir, err)
 	}
 	if o.dataDir == "" {
-		d, err := os.MkdirTemp("", "berth-kube-")
+		prefix := "berth-kube-"
+		if o.runID != "" {
+			prefix += o.runID + "-"
+		}
+		d, err := os.MkdirTemp("", prefix)
 		if err != nil {
 			return err
 		}
