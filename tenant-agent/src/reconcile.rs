@@ -85,12 +85,14 @@ impl Agent {
             message = %status.message,
             "reconciled"
         );
-        self.record_metrics(&status, checked.as_ref(), started.elapsed());
         match self.write_status(&last, status.clone()).await {
             Ok(false) => {}
             Ok(true) => self.announce(&previous, &status, checked.as_ref()).await,
             Err(message) => tracing::error!(%message, "writing TenantSync status"),
         }
+        // Last, so the duration covers the reports and a scrape never sees a reconcile counted
+        // whose writes are still under way.
+        self.record_metrics(&status, checked.as_ref(), started.elapsed());
         self.metrics.set_ready();
         outcome
     }
