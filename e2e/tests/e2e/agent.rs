@@ -551,8 +551,20 @@ async fn the_running_agent_syncs_at_once_when_triggered_and_serves_metrics() {
         .await?;
         eprintln!("trigger to applied: {:?}", requested.elapsed());
 
-        let (code, body) = http("/metrics").await.expect("metrics");
-        assert_eq!(code, 200);
+        // The reconcile is counted once its status and reports are written.
+        let body = eventually(
+            "the second reconcile in /metrics",
+            Duration::from_secs(10),
+            || async {
+                http("/metrics")
+                    .await
+                    .filter(|(code, body)| {
+                        *code == 200 && body.contains("berth_objects_applied_total 2")
+                    })
+                    .map(|(_, body)| body)
+            },
+        )
+        .await?;
         for metric in [
             "berth_reconcile_duration_seconds_count{result=\"Applied\"} 2",
             "berth_objects_applied_total 2",
