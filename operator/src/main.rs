@@ -1,6 +1,7 @@
 //! `berth-operator`: command-line entry point.
 
 mod audit;
+mod provision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,15 @@ enum Command {
     Run,
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,
+    /// Print the objects the operator provisions for a Tenant file (namespaces, RBAC, quota,
+    /// limits, network policies), without a cluster: review a platform-repo change before merging.
+    Render {
+        /// A YAML file with one Tenant (`berth.dev/v1alpha1`).
+        tenant_file: PathBuf,
+        /// Namespace of the operator, where policy ConfigMaps live.
+        #[arg(long, default_value = "berth-system")]
+        operator_namespace: String,
+    },
     /// Gather every tenant's PolicyReports into an auditor's report: audit.html, audit.json
     /// and audit.csv. Needs only read access to policyreports (ClusterRole berth-auditor).
     Report {
@@ -56,6 +66,19 @@ async fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("berth-operator crds: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Render {
+            tenant_file,
+            operator_namespace,
+        } => match render_tenant(&tenant_file, &operator_namespace) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("berth-operator render: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -118,4 +141,66 @@ async fn write_audit(dir: &std::path::Path) -> Result<usize, String> {
         std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(report.decisions.len())
+}
+
+/// The provisioned objects of one Tenant file as multi-document YAML.
+fn render_tenant(path: &std::path::Path, operator_namespace: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tenant: berth_engine::api::Tenant =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let context = provision::ProvisionContext {
+        operator_namespace: operator_namespace.to_owned(),
+    };
+    let desired =
+        provision::build(&tenant, &context).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut objects: Vec<serde_json::Value> = Vec::new();
+    let mut add =
+        |kind: &str, api_version: &str, value: Result<serde_json::Value, serde_json::Error>| {
+            if let Ok(mut v) = value {
+                v["apiVersion"] = api_version.into();
+                v["kind"] = kind.into();
+                objects.push(v);
+            }
+        };
+    for o in &desired.namespaces {
+        add("Namespace", "v1", serde_json::to_value(o));
+    }
+    add(
+        "ServiceAccount",
+        "v1",
+        serde_json::to_value(&desired.service_account),
+    );
+    for o in &desired.roles {
+        add(
+            "Role",
+            "rbac.authorization.k8s.io/v1",
+            serde_json::to_value(o),
+        );
+    }
+    for o in &desired.role_bindings {
+        add(
+            "RoleBinding",
+            "rbac.authorization.k8s.io/v1",
+            serde_json::to_value(o),
+        );
+    }
+    for o in &desired.quotas {
+        add("ResourceQuota", "v1", serde_json::to_value(o));
+    }
+    for o in &desired.limit_ranges {
+        add("LimitRange", "v1", serde_json::to_value(o));
+    }
+    for o in &desired.network_policies {
+        add(
+            "NetworkPolicy",
+            "networking.k8s.io/v1",
+            serde_json::to_value(o),
+        );
+    }
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }

@@ -5,5 +5,6 @@ mod agent;
 mod audit;
 mod control_plane;
 mod policy;
+mod provision;
 mod support;
 mod transport;

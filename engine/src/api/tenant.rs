@@ -1,0 +1,208 @@
+//! `Tenant`: one tenant as the platform declares it in the platform repository (cluster-scoped).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A tenant: its namespaces, its repository, its quota, limits, members, network isolation and
+/// allowed kinds. The operator provisions it and runs its agent.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "berth.dev",
+    version = "v1alpha1",
+    kind = "Tenant",
+    status = "TenantStatus",
+    shortname = "tn",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Compliant","type":"string","jsonPath":".status.conditions[?(@.type==\"PolicyCompliant\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"string","jsonPath":".spec.namespaces","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// The tenant's namespaces; the first is the primary one (status, reports). Default: the
+    /// tenant's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// The tenant's repository.
+    pub source: TenantSource,
+    /// ResourceQuota hard limits applied to each namespace, e.g. `{"requests.cpu": "4", "pods": "50"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quota: BTreeMap<String, String>,
+    /// LimitRange defaults for containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ContainerLimits>,
+    /// People and groups with access inside the tenant's namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// Network isolation; by default ingress from other namespaces is denied.
+    #[serde(default)]
+    pub network: NetworkIsolation,
+    /// Kinds the tenant may deploy (`Kind` or `group/Kind`); default: workloads and their
+    /// configuration (see docs/tenant-agent.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_kinds: Vec<String>,
+    /// Stops the agent; provisioned objects stay.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Where the tenant's manifests live.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSource {
+    /// https://, ssh:// or file:// URL.
+    pub url: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Directory of the repository to apply ("" for the root).
+    #[serde(default)]
+    pub path: String,
+    /// Time between reconciles, e.g. `60s`, `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// A Secret in the operator's namespace with the repository credentials (`username` and
+    /// `password`, or `identity` and `known_hosts`), handed only to this tenant's agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Per-cluster overrides keyed by the operator's `--cluster` name: one branch per cluster,
+    /// or one directory per cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, ClusterOverride>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// LimitRange container defaults, as quantities (`cpu`, `memory`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerLimits {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_request: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max: BTreeMap<String, String>,
+}
+
+/// A user or group and its role in the tenant's namespaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Member {
+    pub kind: MemberKind,
+    pub name: String,
+    pub role: MemberRole,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+/// Maps to the built-in ClusterRoles `view`, `edit` and `admin`, bound per namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    View,
+    Edit,
+    Admin,
+}
+
+impl MemberRole {
+    pub fn cluster_role(self) -> &'static str {
+        match self {
+            Self::View => "view",
+            Self::Edit => "edit",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Which traffic may enter the tenant's namespaces. Traffic between the tenant's own
+/// namespaces is always allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkIsolation {
+    /// Other namespaces allowed to send traffic in (e.g. an ingress controller's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_from_namespaces: Vec<String>,
+    /// Turns isolation off (no NetworkPolicies).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Ready, Provisioned, Synced, PolicyCompliant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    #[serde(default)]
+    pub objects: u32,
+    #[serde(default)]
+    pub refused: u32,
+}
+
+/// A status condition, in the shape of Kubernetes' `metav1.Condition`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// CamelCase reason, from a fixed set per condition.
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339 time the status last changed.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl Tenant {
+    /// The tenant's namespaces, defaulting to its name.
+    pub fn namespaces(&self) -> Vec<String> {
+        if self.spec.namespaces.is_empty() {
+            vec![self.metadata.name.clone().unwrap_or_default()]
+        } else {
+            self.spec.namespaces.clone()
+        }
+    }
+
+    /// Branch and path for the operator's cluster.
+    pub fn source_for(&self, cluster: &str) -> (String, String) {
+        let source = &self.spec.source;
+        let o = source.clusters.get(cluster);
+        (
+            o.and_then(|o| o.branch.clone())
+                .unwrap_or_else(|| source.branch.clone()),
+            o.and_then(|o| o.path.clone())
+                .unwrap_or_else(|| source.path.clone()),
+        )
+    }
+}
