@@ -1,30 +1,17 @@
-//! A tenant set up by hand the way the operator will: its namespace, the agent's
-//! ServiceAccount with a Role confined to that namespace, a token kubeconfig, the TenantSync
-//! CRD; and `berth-agent` run as a child process with those credentials.
+//! A tenant set up the way the operator does it (its provisioned objects from `berth-operator
+//! render`, applied server-side), a token kubeconfig for its agent, Berth's CRDs; and
+//! `berth-agent` run as a child process with those credentials.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
 
 use crate::ControlPlane;
-
-/// Resources the test agent may manage in its namespace (issue 4's operator owns the real
-/// Role); quota and limit objects are deliberately absent.
-const AGENT_RULES: &str = r#"[
-  {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": ["*"]},
-  {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["*"]},
-  {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]},
-  {"apiGroups": ["berth.dev"], "resources": ["tenantsyncs", "tenantsyncs/status"], "verbs": ["get", "list", "watch", "create", "patch", "update"]},
-  {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-  {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "create"]}
-]"#;
 
 /// A provisioned tenant whose agent can be run.
 pub struct TestTenant {
@@ -74,7 +61,8 @@ pub async fn install_crds(client: &Client) {
 }
 
 impl TestTenant {
-    /// Sets up tenant `name` owning `namespace` (which must exist).
+    /// Sets up tenant `name` owning `namespace` as the operator would: its provisioned objects
+    /// (`berth-operator render`, the operator namespace being `namespace` itself) applied as is.
     pub async fn provision(
         cp: &ControlPlane,
         client: &Client,
@@ -82,32 +70,10 @@ impl TestTenant {
         namespace: &str,
     ) -> Self {
         install_crds(client).await;
-        let sa: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": "berth-agent"}})).expect("sa");
-        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-            .create(&PostParams::default(), &sa)
-            .await
-            .expect("creating the agent ServiceAccount");
-        let role: Role = serde_json::from_value(json!({
-            "metadata": {"name": "berth-agent"},
-            "rules": serde_json::from_str::<serde_json::Value>(AGENT_RULES).expect("rules"),
-        }))
-        .expect("role");
-        Api::<Role>::namespaced(client.clone(), namespace)
-            .create(&PostParams::default(), &role)
-            .await
-            .expect("creating the agent Role");
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": "berth-agent"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "berth-agent"},
-            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": namespace}],
-        }))
-        .expect("binding");
-        Api::<RoleBinding>::namespaced(client.clone(), namespace)
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("creating the agent RoleBinding");
-
+        let tenant = format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  namespaces: [{namespace}]\n  source: {{url: 'file:///unused'}}\n"
+        );
+        provision_tenant(cp, &tenant, namespace);
         let (kubeconfig, _) = token_kubeconfig(cp, client, namespace, "berth-agent").await;
         Self {
             name: name.to_owned(),
@@ -187,6 +153,48 @@ pub fn peak_rss_kib(out: &Output) -> u64 {
         .find_map(|l| l.strip_prefix(PEAK_RSS_MARKER))
         .and_then(|n| n.trim().parse().ok())
         .expect("GNU time's peak RSS line")
+}
+
+/// Applies what `berth-operator render` provisions for the Tenant in `tenant_yaml`, the way
+/// the operator applies it (server-side apply, field manager `berth`).
+pub fn provision_tenant(cp: &ControlPlane, tenant_yaml: &str, operator_namespace: &str) {
+    let file = tempfile::NamedTempFile::new().expect("tenant file");
+    std::fs::write(file.path(), tenant_yaml).expect("writing the tenant file");
+    let rendered = Command::new(binary("berth-operator"))
+        .args(["render", "--operator-namespace", operator_namespace])
+        .arg(file.path())
+        .output()
+        .expect("running berth-operator render");
+    assert!(
+        rendered.status.success(),
+        "render: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let mut apply = cp
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "berth",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl apply");
+    use std::io::Write;
+    apply
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&rendered.stdout)
+        .expect("writing to kubectl");
+    assert!(
+        apply.wait().expect("kubectl").success(),
+        "kubectl apply of the provisioned objects"
+    );
 }
 
 /// A background agent process.

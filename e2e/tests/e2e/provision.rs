@@ -2,11 +2,9 @@
 //! the real API server: the agent is confined to the tenant's namespaces, cannot raise its own
 //! privileges or touch its quota, reads only its policy, and the quota is enforced.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_e2e::{TestNamespace, binary, in_namespace, token_kubeconfig};
+use berth_e2e::{TestNamespace, in_namespace, provision_tenant, token_kubeconfig};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
@@ -21,25 +19,13 @@ async fn provisioned_rbac_quota_and_policy_access_hold_on_the_api_server() {
         // The tenant's own namespaces are created by the rendered objects.
         let tenant = format!("{}-t", platform.name);
         let (primary, second) = (format!("{tenant}-a"), format!("{tenant}-b"));
-        let tenant_file = tempfile::NamedTempFile::new()?;
-        std::fs::write(
-            tenant_file.path(),
-            format!(
+        provision_tenant(
+            cp,
+            &format!(
                 "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {tenant}}}\nspec:\n  namespaces: [{primary}, {second}]\n  source: {{url: 'https://git.example.com/t.git'}}\n  quota: {{pods: '1'}}\n  members: [{{kind: User, name: alice, role: view}}]\n"
             ),
-        )?;
-        let rendered = Command::new(binary("berth-operator"))
-            .args(["render", "--operator-namespace", &platform.name])
-            .arg(tenant_file.path())
-            .output()?;
-        assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
-        let mut apply = cp
-            .kubectl()
-            .args(["apply", "--server-side", "--field-manager", "berth", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()?;
-        apply.stdin.take().expect("stdin").write_all(&rendered.stdout)?;
-        assert!(apply.wait()?.success());
+            &platform.name,
+        );
         let cleanup = [TestNamespace { name: primary.clone() }, TestNamespace { name: second.clone() }];
 
         let policy_name = format!("berth-policy-{tenant}");
