@@ -19,6 +19,6 @@ pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, metric};
 pub use namespace::{TestNamespace, in_namespace};
 pub use tenant::{
-    RunningAgent, TestTenant, agent_binary, binary, install_crds, peak_rss_kib, provision_tenant,
-    token_kubeconfig,
+    BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,
+    provision_tenant, token_kubeconfig,
 };

@@ -116,8 +116,8 @@ impl TestTenant {
 
     /// `berth-agent run` in the background; killed when the handle is dropped, so a failing
     /// test leaves no agent behind.
-    pub fn spawn(&self, url: &str, extra: &[&str]) -> RunningAgent {
-        RunningAgent(
+    pub fn spawn(&self, url: &str, extra: &[&str]) -> BackgroundProcess {
+        BackgroundProcess(
             self.command(url, extra)
                 .spawn()
                 .expect("starting berth-agent"),
@@ -197,10 +197,10 @@ pub fn provision_tenant(cp: &ControlPlane, tenant_yaml: &str, operator_namespace
     );
 }
 
-/// A background agent process.
-pub struct RunningAgent(pub std::process::Child);
+/// A background process of ours (agent, operator), killed when dropped.
+pub struct BackgroundProcess(pub std::process::Child);
 
-impl RunningAgent {
+impl BackgroundProcess {
     /// Sends SIGTERM and waits up to 15 s; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let pid = self.0.id().to_string();
@@ -218,7 +218,7 @@ impl RunningAgent {
     }
 }
 
-impl Drop for RunningAgent {
+impl Drop for BackgroundProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();

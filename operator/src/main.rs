@@ -1,6 +1,7 @@
 //! `berth-operator`: command-line entry point.
 
 mod audit;
+mod controllers;
 mod provision;
 
 use std::path::PathBuf;
@@ -12,9 +13,9 @@ use clap::{Parser, Subcommand};
 /// Berth's platform operator: onboards tenants from the platform repository, provisions their
 /// namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
 ///
-/// The controllers are not built yet: `run` only checks that it can reach the Kubernetes API
-/// server and exits 1. `crds` prints Berth's CustomResourceDefinitions; `report` writes the
-/// auditor's report.
+/// `run` runs the Tenant controller (provisioning and offboarding; platform-repo sync and agent
+/// lifecycle are not built yet). `render` shows what a Tenant provisions, `crds` prints Berth's
+/// CustomResourceDefinitions, `report` writes the auditor's report.
 #[derive(Debug, Parser)]
 #[command(name = "berth-operator", version)]
 struct Cli {
@@ -33,8 +34,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the operator (not built yet: checks API server connectivity, exits 1).
-    Run,
+    /// Run the operator's controllers (today: the Tenant controller) until SIGTERM/SIGINT.
+    Run {
+        /// The operator's own namespace, where per-tenant policy ConfigMaps live.
+        #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
+        namespace: String,
+    },
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,
     /// Print the objects the operator provisions for a Tenant file (namespaces, RBAC, quota,
@@ -98,16 +103,27 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run => {
+        Command::Run { namespace } => {
             telemetry::init(cli.log_format);
-            match cluster::connect(None).await {
-                Ok((_, version)) => {
+            let client = match cluster::connect(None).await {
+                Ok((client, version)) => {
                     tracing::info!(%version, "connected to the Kubernetes API server");
-                    tracing::error!("berth-operator's controllers are not built yet");
+                    client
                 }
-                Err(error) => tracing::error!(%error, "cannot reach the Kubernetes API server"),
-            }
-            ExitCode::FAILURE
+                Err(error) => {
+                    tracing::error!(%error, "cannot reach the Kubernetes API server");
+                    return ExitCode::FAILURE;
+                }
+            };
+            controllers::tenant::run(controllers::tenant::Context {
+                client,
+                provision: provision::ProvisionContext {
+                    operator_namespace: namespace,
+                },
+            })
+            .await;
+            tracing::info!("shut down");
+            ExitCode::SUCCESS
         }
     }
 }

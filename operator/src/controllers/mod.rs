@@ -1,0 +1,4 @@
+//! The operator's controllers. Each is a pipeline: read the object → build the desired state
+//! (pure, in `provision/`) → apply → status.
+
+pub mod tenant;
