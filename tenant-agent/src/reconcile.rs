@@ -19,7 +19,7 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 
-use crate::run::{SYNC_NAME, result_label, scope_lookup};
+use crate::run::{SYNC_NAME, scope_lookup};
 use berth_engine::report::GUARD_RAILS;
 
 /// Refused objects listed in the status; the count is always exact.
@@ -76,7 +76,7 @@ impl Agent {
             }
         };
         tracing::info!(
-            result = result_label(status.result),
+            result = status.result.label(),
             revision = status.last_attempted_revision.as_deref().unwrap_or("-"),
             objects = status.counts.objects,
             applied = status.counts.applied,
@@ -104,7 +104,7 @@ impl Agent {
         took: std::time::Duration,
     ) {
         let m = &self.metrics;
-        m.observe_reconcile(result_label(status.result), took);
+        m.observe_reconcile(status.result.label(), took);
         m.applied.inc_by(u64::from(status.counts.applied));
         m.pruned.inc_by(u64::from(status.counts.pruned));
         if status.result == SyncResult::Applied {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use berth_engine::api::{SyncResult, TenantSync, TenantSyncSpec};
+use berth_engine::api::{TenantSync, TenantSyncSpec};
 use berth_engine::apply::Applier;
 use berth_engine::guard::Scope;
 use berth_engine::metrics::Metrics;
@@ -329,15 +329,6 @@ pub fn scope_lookup(
             .unwrap_or(("", &object.api_version));
         let gvk = kube::core::GroupVersionKind::gvk(group, version, &object.kind);
         scopes.get(&gvk).copied().unwrap_or(Scope::Unknown)
-    }
-}
-
-/// Result labels for logs.
-pub fn result_label(result: SyncResult) -> &'static str {
-    match result {
-        SyncResult::Applied => "Applied",
-        SyncResult::Refused => "Refused",
-        SyncResult::Failed => "Failed",
     }
 }
 

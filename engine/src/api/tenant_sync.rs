@@ -42,6 +42,17 @@ pub enum SyncResult {
     Failed,
 }
 
+impl SyncResult {
+    /// A stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "Applied",
+            Self::Refused => "Refused",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
 /// Counts of the last recorded reconcile (a reconcile that changes nothing and finds the
 /// same revision and result is not recorded, to keep idle reconciles free of writes).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
