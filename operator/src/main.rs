@@ -2,6 +2,7 @@
 
 mod audit;
 mod controllers;
+mod platform;
 mod provision;
 
 use std::path::PathBuf;
@@ -51,6 +52,16 @@ enum Command {
         #[arg(long, default_value = "berth-system")]
         operator_namespace: String,
     },
+    /// Validate the Tenant documents of a platform repository working tree (every YAML file under
+    /// DIR/tenants) together, as the operator does before applying them; for the platform's CI.
+    /// Exit code 0: valid; 2: problems (each named with its file); 1: unreadable.
+    Validate {
+        /// The platform repository's working tree.
+        dir: PathBuf,
+        /// The operator's namespace (reserved: no tenant may claim it).
+        #[arg(long, default_value = "berth-system")]
+        operator_namespace: String,
+    },
     /// Gather every tenant's PolicyReports into an auditor's report: audit.html, audit.json
     /// and audit.csv. Needs only read access to policyreports (ClusterRole berth-auditor).
     Report {
@@ -87,6 +98,34 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Validate {
+            dir,
+            operator_namespace,
+        } => {
+            let tenants = berth_engine::source::read_local_dir(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|files| {
+                    platform::read_tenants(&files, "tenants").map_err(|e| e.to_string())
+                });
+            match tenants {
+                Err(error) => {
+                    eprintln!("berth-operator validate: {error}");
+                    ExitCode::FAILURE
+                }
+                Ok(tenants) => {
+                    let problems = platform::validate(&tenants, &operator_namespace);
+                    for problem in &problems {
+                        println!("{problem}");
+                    }
+                    println!("{} tenants, {} problems", tenants.len(), problems.len());
+                    if problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    }
+                }
+            }
+        }
         Command::Report { output_dir } => {
             telemetry::init(cli.log_format);
             match write_audit(&output_dir).await {

@@ -1,12 +1,12 @@
 //! `berth-agent check DIR`: the agent's render, guard rails and policy on a local directory,
 //! for a tenant's own CI, with human, JSON, SARIF or JUnit output.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use berth_engine::guard::{self, Scope, TenantContext};
 use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
-use berth_engine::render::{Kustomize, RenderLimits, SourceFile};
+use berth_engine::render::{Kustomize, RenderLimits};
 use serde_json::json;
 
 use crate::report;
@@ -24,53 +24,12 @@ pub enum Output {
 /// Why `check` could not run (exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckCommandError {
-    #[error("reading {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("{path}: symbolic links are not allowed in a tenant repository")]
-    Symlink { path: PathBuf },
+    #[error(transparent)]
+    Read(#[from] berth_engine::source::LocalError),
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error(transparent)]
     Policy(#[from] berth_engine::policy::PolicyError),
-}
-
-/// Reads every regular file below `dir` (paths relative to it), refusing symlinks as the
-/// agent does for a repository.
-pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, CheckCommandError> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let read_error = |e: std::io::Error| CheckCommandError::Read {
-            path: current.clone(),
-            reason: e.to_string(),
-        };
-        for entry in std::fs::read_dir(&current).map_err(read_error)? {
-            let entry = entry.map_err(read_error)?;
-            let path = entry.path();
-            let kind = entry.file_type().map_err(read_error)?;
-            if kind.is_symlink() {
-                return Err(CheckCommandError::Symlink { path });
-            }
-            if entry.file_name() == ".git" {
-                continue;
-            }
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let content = std::fs::read(&path).map_err(|e| CheckCommandError::Read {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                let relative = path.strip_prefix(dir).unwrap_or(&path);
-                files.push(SourceFile {
-                    path: relative.to_string_lossy().into_owned(),
-                    content,
-                });
-            }
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
 }
 
 pub struct CheckOptions {
@@ -106,7 +65,7 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
             ..RenderLimits::default()
         },
     };
-    let files = read_dir(&options.dir)?;
+    let files = berth_engine::source::read_local_dir(&options.dir)?;
     // Without a cluster, kinds Berth does not know are taken as namespaced; the agent asks
     // the API server.
     let scope = |o: &_| guard::builtin_scope(o).unwrap_or(Scope::Namespaced);

@@ -3,6 +3,7 @@
 //! its tree without a worktree, within limits.
 
 mod fetch;
+mod local;
 mod tree;
 mod url;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+pub use local::{LocalError, read_local_dir};
 pub use tree::TreeLimits;
 pub use url::{RepoUrl, validate_url};
 

@@ -1,0 +1,204 @@
+//! Validating the platform's tenants together: names, namespaces (valid, not reserved, not
+//! claimed twice), repository URLs, intervals, quotas, members and allowed kinds. Pure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use berth_engine::api::Tenant;
+use berth_engine::source::validate_url;
+
+/// Namespaces no tenant may claim.
+const RESERVED: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// One problem with one tenant, named by where it was declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantProblem {
+    pub origin: String,
+    pub tenant: String,
+    pub problem: String,
+}
+
+impl fmt::Display for TenantProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: tenant {}: {}",
+            self.origin, self.tenant, self.problem
+        )
+    }
+}
+
+fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A Kubernetes quantity such as `500m`, `2`, `1.5Gi`, `1e3`.
+fn quantity(text: &str) -> bool {
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && [
+            "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+        ]
+        .contains(&suffix)
+        || (suffix.starts_with(['e', 'E'])
+            && suffix[1..].parse::<i32>().is_ok()
+            && !number.is_empty())
+}
+
+/// Every problem of every tenant; empty when the set can be applied. `operator_namespace` is
+/// reserved too.
+pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<TenantProblem> {
+    let mut problems = Vec::new();
+    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (origin, tenant) in tenants {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        let mut problem = |text: String| {
+            problems.push(TenantProblem {
+                origin: origin.clone(),
+                tenant: name.clone(),
+                problem: text,
+            })
+        };
+        if !dns_label(&name) {
+            problem(
+                "the name must be a DNS label (lowercase letters, digits, '-', at most 63)".into(),
+            );
+        }
+        if let Some(first) = names.insert(name.clone(), origin.clone()) {
+            problem(format!("declared twice (also in {first})"));
+        }
+        for ns in tenant.namespaces() {
+            if !dns_label(&ns) {
+                problem(format!("namespace {ns:?} is not a DNS label"));
+            } else if RESERVED.contains(&ns.as_str()) || ns == operator_namespace {
+                problem(format!("namespace {ns} is reserved"));
+            } else if let Some(owner) = claimed.insert(ns.clone(), name.clone())
+                && owner != name
+            {
+                problem(format!(
+                    "namespace {ns} is already claimed by tenant {owner}"
+                ));
+            }
+        }
+        if let Err(e) = validate_url(&tenant.spec.source.url) {
+            problem(format!("source.url: {e}"));
+        }
+        let interval = &tenant.spec.source.interval;
+        let valid_interval = interval
+            .strip_suffix(['s', 'm', 'h'])
+            .unwrap_or(interval)
+            .parse::<u64>()
+            .is_ok_and(|n| n > 0);
+        if !valid_interval {
+            problem(format!(
+                "source.interval {interval:?} is not a duration like 30s, 5m or 1h"
+            ));
+        }
+        for (resource, value) in &tenant.spec.quota {
+            if !quantity(value) {
+                problem(format!("quota {resource}: {value:?} is not a quantity"));
+            }
+        }
+        for member in &tenant.spec.members {
+            if member.name.trim().is_empty() {
+                problem("a member has an empty name".into());
+            }
+        }
+        if let Err(e) = crate::provision::agent_rules(&tenant.spec.allowed_kinds) {
+            problem(e.to_string());
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant(value: serde_json::Value) -> (String, Tenant) {
+        let mut object = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "Tenant", "spec": {"source": {"url": "https://git.example.com/x.git"}}});
+        for (k, v) in value.as_object().unwrap() {
+            if k == "spec" {
+                for (sk, sv) in v.as_object().unwrap() {
+                    object["spec"][sk] = sv.clone();
+                }
+            } else {
+                object[k] = v.clone();
+            }
+        }
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("x")
+            .to_owned();
+        (
+            format!("tenants/{name}.yaml (document 1)"),
+            serde_json::from_value(object).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_good_set_has_no_problems() {
+        let set = [
+            tenant(
+                json!({"metadata": {"name": "team-a"}, "spec": {"quota": {"requests.cpu": "500m", "pods": "10", "requests.memory": "1.5Gi"}}}),
+            ),
+            tenant(
+                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["team-b", "team-b-jobs"], "source": {"url": "ssh://git@git.example.com/b.git", "interval": "5m"}}}),
+            ),
+        ];
+        assert_eq!(validate(&set, "berth-system"), []);
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_file() {
+        let set = [
+            tenant(json!({"metadata": {"name": "team-a"}, "spec": {"namespaces": ["shared"]}})),
+            tenant(
+                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["shared", "kube-system", "Bad_NS"]}}),
+            ),
+            tenant(
+                json!({"metadata": {"name": "Team-C"}, "spec": {"source": {"url": "http://insecure/x.git", "interval": "soon"}, "quota": {"cpu": "lots"}, "allowedKinds": ["example.com/Widget"]}}),
+            ),
+        ];
+        let problems: Vec<String> = validate(&set, "berth-system")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "tenants/team-b.yaml (document 1): tenant team-b: namespace shared is already claimed by tenant team-a",
+                "tenants/team-b.yaml (document 1): tenant team-b: namespace kube-system is reserved",
+                "tenants/team-b.yaml (document 1): tenant team-b: namespace \"Bad_NS\" is not a DNS label",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: the name must be a DNS label (lowercase letters, digits, '-', at most 63)",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: namespace \"Team-C\" is not a DNS label",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: source.url: scheme `http` is not allowed (use https, ssh or file)",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval \"soon\" is not a duration like 30s, 5m or 1h",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: quota cpu: \"lots\" is not a quantity",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: allowed kind example.com/Widget: Berth does not know its API resource; use one of the built-in kinds",
+            ]
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["1", "500m", "1.5Gi", "2Ti", "1e3"] {
+            assert!(quantity(ok), "{ok}");
+        }
+        for bad in ["", "lots", "1.5Gb", "-1", "m"] {
+            assert!(!quantity(bad), "{bad}");
+        }
+    }
+}
