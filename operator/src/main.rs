@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand};
 /// Berth's platform operator: onboards tenants from the platform repository, provisions their
 /// namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
 ///
-/// `run` runs the Tenant controller (provisioning and offboarding; platform-repo sync and agent
-/// lifecycle are not built yet). `render` shows what a Tenant provisions, `crds` prints Berth's
+/// `run` syncs the platform repository and runs the Tenant controller (provisioning and
+/// offboarding; the agent lifecycle is not built yet). `render` shows what a Tenant provisions, `crds` prints Berth's
 /// CustomResourceDefinitions, `report` writes the auditor's report.
 #[derive(Debug, Parser)]
 #[command(name = "berth-operator", version)]
@@ -35,12 +35,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the operator's controllers (today: the Tenant controller) until SIGTERM/SIGINT.
-    Run {
-        /// The operator's own namespace, where per-tenant policy ConfigMaps live.
-        #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
-        namespace: String,
-    },
+    /// Run the operator: platform-repo sync (with --platform-repo) and the Tenant controller,
+    /// until SIGTERM/SIGINT.
+    Run(Box<RunArgs>),
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,
     /// Print the objects the operator provisions for a Tenant file (namespaces, RBAC, quota,
@@ -69,6 +66,83 @@ enum Command {
         #[arg(long, default_value = ".")]
         output_dir: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The operator's own namespace, where per-tenant policy ConfigMaps live.
+    #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
+    namespace: String,
+    /// The platform repository (https://, ssh://, file://); without it only Tenants created
+    /// otherwise are reconciled.
+    #[arg(long, env = "BERTH_PLATFORM_REPO")]
+    platform_repo: Option<String>,
+    #[arg(long, default_value = "main", env = "BERTH_PLATFORM_BRANCH")]
+    platform_branch: String,
+    /// Directory of the platform repository holding Tenant documents.
+    #[arg(long, default_value = "tenants", env = "BERTH_PLATFORM_DIR")]
+    platform_dir: String,
+    /// Time between platform repository syncs, e.g. 30s, 5m.
+    #[arg(long, default_value = "60s", env = "BERTH_PLATFORM_INTERVAL")]
+    platform_interval: String,
+    /// PEM file of the only CAs trusted for an HTTPS platform repository.
+    #[arg(long)]
+    platform_ca_file: Option<PathBuf>,
+    #[arg(long, requires = "platform_password_file")]
+    platform_username: Option<String>,
+    #[arg(long, requires = "platform_username")]
+    platform_password_file: Option<PathBuf>,
+    #[arg(long, requires = "platform_known_hosts")]
+    platform_ssh_key: Option<PathBuf>,
+    #[arg(long, requires = "platform_ssh_key")]
+    platform_known_hosts: Option<PathBuf>,
+    /// Directory of the platform repository cache.
+    #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
+    cache_dir: PathBuf,
+}
+
+impl RunArgs {
+    fn platform_source(&self) -> Result<Option<berth_engine::source::GitSource>, String> {
+        use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
+        let Some(repo) = &self.platform_repo else {
+            return Ok(None);
+        };
+        let url = validate_url(repo)?;
+        let auth = Auth::from_flags(
+            &url,
+            self.platform_username.as_deref(),
+            self.platform_password_file.as_deref(),
+            self.platform_ssh_key.as_deref(),
+            self.platform_known_hosts.as_deref(),
+        )?;
+        Ok(Some(GitSource {
+            url,
+            branch: self.platform_branch.clone(),
+            cache_dir: self.cache_dir.join("platform"),
+            auth,
+            ca_file: self.platform_ca_file.clone(),
+            timeout: std::time::Duration::from_secs(30),
+            limits: TreeLimits::default(),
+            ssh_program: "ssh".into(),
+        }))
+    }
+
+    fn interval(&self) -> Result<std::time::Duration, String> {
+        let text = &self.platform_interval;
+        let (number, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("--platform-interval {text}: use 30s, 5m or 1h"))?;
+        match unit {
+            "" | "s" => Ok(std::time::Duration::from_secs(n)),
+            "m" => Ok(std::time::Duration::from_secs(n * 60)),
+            "h" => Ok(std::time::Duration::from_secs(n * 3600)),
+            _ => Err(format!("--platform-interval {text}: use 30s, 5m or 1h")),
+        }
+    }
 }
 
 #[tokio::main]
@@ -142,8 +216,16 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { namespace } => {
+        Command::Run(args) => {
             telemetry::init(cli.log_format);
+            let (source, interval) = match (args.platform_source(), args.interval()) {
+                (Ok(source), Ok(interval)) => (source, interval),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::error!(%error, "invalid arguments");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let namespace = args.namespace.clone();
             let client = match cluster::connect(None).await {
                 Ok((client, version)) => {
                     tracing::info!(%version, "connected to the Kubernetes API server");
@@ -154,6 +236,16 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Some(source) = source {
+                let sync = controllers::platform::PlatformSync {
+                    client: client.clone(),
+                    source,
+                    dir: args.platform_dir.clone(),
+                    operator_namespace: namespace.clone(),
+                    interval,
+                };
+                tokio::spawn(sync.run());
+            }
             controllers::tenant::run(controllers::tenant::Context {
                 client,
                 provision: provision::ProvisionContext {

@@ -153,32 +153,13 @@ pub async fn main(args: RunArgs) -> u8 {
 
 async fn build(args: &RunArgs) -> Result<Agent, String> {
     let url = validate_url(&args.repo)?;
-    let auth = match (
-        &args.username,
-        &args.password_file,
-        &args.ssh_key,
-        &args.known_hosts,
-    ) {
-        (Some(username), Some(file), _, _) => Auth::Basic {
-            username: username.clone(),
-            password: std::fs::read_to_string(file)
-                .map_err(|e| format!("password file {}: {e}", file.display()))?
-                .trim_end()
-                .to_owned(),
-        },
-        (_, _, Some(key), Some(known_hosts)) => Auth::Ssh {
-            private_key: key.clone(),
-            known_hosts: known_hosts.clone(),
-        },
-        _ => Auth::None,
-    };
-    // Without our key and known_hosts, ssh would fall back to the user's configuration and
-    // trust-on-first-use; refuse rather than run it that way.
-    if url.is_ssh() && !matches!(auth, Auth::Ssh { .. }) {
-        return Err(format!(
-            "{url}: SSH repositories need --ssh-key and --known-hosts"
-        ));
-    }
+    let auth = Auth::from_flags(
+        &url,
+        args.username.as_deref(),
+        args.password_file.as_deref(),
+        args.ssh_key.as_deref(),
+        args.known_hosts.as_deref(),
+    )?;
     let tenant = args.tenant.context();
     let metrics = Arc::new(Metrics::default());
     let (client, version) = berth_engine::cluster::connect(Some(metrics.clone()))

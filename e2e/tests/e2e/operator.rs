@@ -1,13 +1,14 @@
-//! The operator's Tenant controller on the real API server: a Tenant gets its berth and
-//! `Provisioned=True`; deleting it offboards it through the finalizer (namespaces deleted, or
-//! kept when annotated).
+//! The operator on the real API server: a Tenant gets its berth and `Provisioned=True`;
+//! deleting it offboards it through the finalizer (namespaces deleted, or kept when annotated);
+//! the platform repository's tenants are onboarded by a commit, a revision with a problem is
+//! refused whole, and removing a tenant from Git offboards it.
 
 use std::process::Command;
 use std::time::Duration;
 
-use berth_e2e::{BackgroundProcess, binary, in_namespace, install_crds};
+use berth_e2e::{BackgroundProcess, TestRepo, binary, in_namespace, install_crds};
 use berth_engine::api::Tenant;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
@@ -73,6 +74,73 @@ async fn tenants_are_provisioned_and_offboarded() {
         let kept_namespace = namespaces.get(&kept).await?;
         assert!(kept_namespace.metadata.deletion_timestamp.is_none(), "kept namespace is not deleted");
         namespaces.delete(&kept, &DeleteParams::default()).await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_platform_repository_onboards_and_offboards_tenants() {
+    in_namespace("platform-sync", |cp, admin, platform| async move {
+        install_crds(&admin).await;
+        let tenant = format!("{}-a", platform.name);
+        let document = |name: &str, namespace: &str| {
+            format!(
+                "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  namespaces: [{namespace}]\n  source: {{url: 'https://git.example.com/{name}.git'}}\n"
+            )
+        };
+        let repo = TestRepo::new();
+        repo.write(&format!("tenants/{tenant}.yaml"), document(&tenant, &tenant));
+        let first = repo.commit("onboard");
+        let cache = tempfile::tempdir()?;
+        let _operator = BackgroundProcess(
+            Command::new(binary("berth-operator"))
+                .args(["run", "--namespace", &platform.name, "--platform-repo", &repo.file_url(), "--platform-interval", "1s"])
+                .arg("--cache-dir")
+                .arg(cache.path())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .spawn()?,
+        );
+        let tenants = Api::<Tenant>::all(admin.clone());
+        let namespaces = Api::<Namespace>::all(admin.clone());
+        eventually("the tenant's namespace from the platform repo", Duration::from_secs(60), || async {
+            namespaces.get_opt(&tenant).await.ok().flatten()
+        })
+        .await?;
+        let states = Api::<ConfigMap>::namespaced(admin.clone(), &platform.name);
+        let state = |key: &'static str| {
+            let states = states.clone();
+            async move { states.get_opt("berth-platform").await.ok().flatten()?.data?.get(key).cloned() }
+        };
+        eventually("the applied revision to be recorded", Duration::from_secs(30), || async {
+            state("revision").await.filter(|r| *r == first)
+        })
+        .await?;
+
+        // A revision with a problem is refused whole: the second tenant is not created.
+        let intruder = format!("{}-b", platform.name);
+        repo.write(&format!("tenants/{intruder}.yaml"), document(&intruder, &tenant));
+        repo.commit("claims a taken namespace");
+        let message = eventually("the refusal", Duration::from_secs(30), || async {
+            state("message").await.filter(|m| m.starts_with("revision refused"))
+        })
+        .await?;
+        assert!(message.contains(&format!("namespace {tenant} is already claimed by tenant {tenant}")), "{message}");
+        assert!(tenants.get_opt(&intruder).await?.is_none());
+        assert_eq!(state("revision").await, Some(first));
+
+        // Removing the tenant from Git offboards it.
+        repo.remove(&format!("tenants/{intruder}.yaml"));
+        repo.remove(&format!("tenants/{tenant}.yaml"));
+        repo.commit("offboard");
+        eventually("the tenant and its namespace to be gone", Duration::from_secs(120), || async {
+            let gone = matches!(tenants.get_opt(&tenant).await, Ok(None))
+                && matches!(namespaces.get_opt(&tenant).await, Ok(None));
+            gone.then_some(())
+        })
+        .await?;
         Ok(())
     })
     .await;

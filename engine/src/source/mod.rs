@@ -7,7 +7,7 @@ mod local;
 mod tree;
 mod url;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -30,6 +30,40 @@ pub enum Auth {
         private_key: PathBuf,
         known_hosts: PathBuf,
     },
+}
+
+impl Auth {
+    /// Authentication from command-line settings: basic auth with the password read from a
+    /// file, or an SSH key with its known_hosts. SSH URLs require the latter: without them ssh
+    /// would fall back to the user's configuration and trust-on-first-use.
+    pub fn from_flags(
+        url: &RepoUrl,
+        username: Option<&str>,
+        password_file: Option<&Path>,
+        ssh_key: Option<&Path>,
+        known_hosts: Option<&Path>,
+    ) -> Result<Self, String> {
+        let auth = match (username, password_file, ssh_key, known_hosts) {
+            (Some(username), Some(file), _, _) => Self::Basic {
+                username: username.to_owned(),
+                password: std::fs::read_to_string(file)
+                    .map_err(|e| format!("password file {}: {e}", file.display()))?
+                    .trim_end()
+                    .to_owned(),
+            },
+            (_, _, Some(key), Some(known_hosts)) => Self::Ssh {
+                private_key: key.to_path_buf(),
+                known_hosts: known_hosts.to_path_buf(),
+            },
+            _ => Self::None,
+        };
+        if url.is_ssh() && !matches!(auth, Self::Ssh { .. }) {
+            return Err(format!(
+                "{url}: SSH repositories need an SSH key and a known_hosts file"
+            ));
+        }
+        Ok(auth)
+    }
 }
 
 /// Where and how to fetch.

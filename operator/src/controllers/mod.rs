@@ -1,4 +1,5 @@
 //! The operator's controllers. Each is a pipeline: read the object → build the desired state
 //! (pure, in `provision/`) → apply → status.
 
+pub mod platform;
 pub mod tenant;
