@@ -96,9 +96,27 @@ struct RunArgs {
     platform_ssh_key: Option<PathBuf>,
     #[arg(long, requires = "platform_ssh_key")]
     platform_known_hosts: Option<PathBuf>,
-    /// Directory of the platform repository cache.
+    /// Directory of the platform repository cache (and, in process mode, the agents' state).
     #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
     cache_dir: PathBuf,
+    /// How tenant agents run: `process` (child processes, the local mode) or `off`.
+    #[arg(long, value_enum, default_value_t = AgentMode::Off, env = "BERTH_AGENT_MODE")]
+    agent_mode: AgentMode,
+    /// This cluster's name, selecting Tenants' per-cluster branch/path overrides.
+    #[arg(long, default_value = "default", env = "BERTH_CLUSTER")]
+    cluster: String,
+    /// The berth-agent program (process mode); default: beside berth-operator.
+    #[arg(long)]
+    agent_binary: Option<PathBuf>,
+    /// The kustomize program the agents run.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    kustomize: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AgentMode {
+    Off,
+    Process,
 }
 
 impl RunArgs {
@@ -246,6 +264,17 @@ async fn main() -> ExitCode {
                 };
                 tokio::spawn(sync.run());
             }
+            if args.agent_mode == AgentMode::Process {
+                match process_agents(&args, client.clone()).await {
+                    Ok(agents) => {
+                        tokio::spawn(agents.run());
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot run agents");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             controllers::tenant::run(controllers::tenant::Context {
                 client,
                 provision: provision::ProvisionContext {
@@ -350,4 +379,48 @@ fn render_tenant(path: &std::path::Path, operator_namespace: &str) -> Result<Str
         out.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// The process-mode agent supervisor, with the API server address and CA the operator uses.
+async fn process_agents(
+    args: &RunArgs,
+    client: kube::Client,
+) -> Result<controllers::agents::ProcessAgents, String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    let ca_pem = config.root_cert.as_ref().map(|certs| {
+        use base64::Engine;
+        certs
+            .iter()
+            .map(|der| {
+                let body = base64::engine::general_purpose::STANDARD.encode(der);
+                let lines: Vec<&str> = body
+                    .as_bytes()
+                    .chunks(64)
+                    .filter_map(|c| std::str::from_utf8(c).ok())
+                    .collect();
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    lines.join("\n")
+                )
+            })
+            .collect::<String>()
+    });
+    let program = match &args.agent_binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("berth-agent"),
+    };
+    Ok(controllers::agents::ProcessAgents {
+        client,
+        program,
+        state_dir: args.cache_dir.join("agents"),
+        cluster: args.cluster.clone(),
+        server: config.cluster_url.to_string(),
+        ca_pem,
+        extra_args: vec![
+            "--kustomize".into(),
+            args.kustomize.to_string_lossy().into_owned(),
+        ],
+    })
 }

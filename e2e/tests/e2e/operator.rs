@@ -145,3 +145,63 @@ async fn the_platform_repository_onboards_and_offboards_tenants() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository() {
+    in_namespace("platform-agents", |cp, admin, platform| async move {
+        install_crds(&admin).await;
+        let tenant = format!("{}-a", platform.name);
+        let tenant_repo = TestRepo::new();
+        tenant_repo.write("config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: git}\n");
+        let revision = tenant_repo.commit("hello");
+        let platform_repo = TestRepo::new();
+        platform_repo.write(
+            &format!("tenants/{tenant}.yaml"),
+            format!(
+                "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {tenant}}}\nspec:\n  source: {{url: '{}', interval: 5s}}\n",
+                tenant_repo.file_url()
+            ),
+        );
+        platform_repo.commit("onboard");
+        let cache = tempfile::tempdir()?;
+        let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
+        let _operator = BackgroundProcess(
+            Command::new(binary("berth-operator"))
+                .args(["run", "--namespace", &platform.name, "--platform-repo", &platform_repo.file_url()])
+                .args(["--platform-interval", "1s", "--agent-mode", "process", "--kustomize", &kustomize])
+                .arg("--cache-dir")
+                .arg(cache.path())
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .env("RUST_LOG", "info")
+                .spawn()?,
+        );
+        // Platform commit → Tenant → namespace, RBAC → agent → the tenant's repository applied.
+        let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &tenant);
+        let applied = eventually("the tenant's repository applied by its agent", Duration::from_secs(90), || async {
+            config_maps.get_opt("hello").await.ok().flatten()
+        })
+        .await?;
+        assert_eq!(applied.data.unwrap_or_default().get("from").map(String::as_str), Some("git"));
+        let sync = Api::<berth_engine::api::TenantSync>::namespaced(admin.clone(), &tenant).get("berth").await?;
+        assert_eq!(sync.status.and_then(|s| s.last_applied_revision), Some(revision));
+
+        // Removing it from the platform repository stops its agent and deletes its namespace.
+        platform_repo.remove(&format!("tenants/{tenant}.yaml"));
+        platform_repo.commit("offboard");
+        let namespaces = Api::<Namespace>::all(admin.clone());
+        eventually("the namespace to be gone", Duration::from_secs(120), || async {
+            matches!(namespaces.get_opt(&tenant).await, Ok(None)).then_some(())
+        })
+        .await?;
+        let pattern = format!("--tenant {tenant} ");
+        eventually("the agent to stop", Duration::from_secs(30), || async {
+            let out = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
+            (!out.status.success()).then_some(())
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+}

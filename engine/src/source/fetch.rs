@@ -49,6 +49,8 @@ pub fn open_cache(dir: &Path, allow_file: bool) -> Result<gix::Repository, Sourc
         gix::open_opts(dir, options.open_path_as_is(true))
             .map_err(|e| cache_error(gix_reason(&e)))?
     } else {
+        // A cache directory nested in a fresh state directory: its parents may not exist yet.
+        std::fs::create_dir_all(dir).map_err(|e| cache_error(e.to_string()))?;
         gix::ThreadSafeRepository::init_opts(
             dir,
             gix::create::Kind::Bare,

@@ -1,0 +1,246 @@
+//! Agent lifecycle, process mode (the local mode): one `berth-agent` child process per Tenant
+//! that is provisioned and not suspended, authenticated as the tenant's ServiceAccount by a
+//! short-lived TokenRequest token in a token file it re-reads (refreshed well before expiry).
+//! Crashed agents are restarted with backoff; agents of removed or suspended tenants stopped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use berth_engine::api::Tenant;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::provision::AGENT;
+
+/// Lifetime of an agent token; it is replaced after a third of it.
+const TOKEN_SECONDS: i64 = 3600;
+const TOKEN_REFRESH: Duration = Duration::from_secs(1200);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct ProcessAgents {
+    pub client: Client,
+    /// The `berth-agent` program.
+    pub program: PathBuf,
+    /// Per-tenant directories for kubeconfigs, tokens and repository caches.
+    pub state_dir: PathBuf,
+    /// The cluster name selecting per-cluster branch/path overrides.
+    pub cluster: String,
+    /// The API server URL and CA the agents connect to (from the operator's own config).
+    pub server: String,
+    pub ca_pem: Option<String>,
+    /// Extra arguments for every agent (e.g. `--kustomize`).
+    pub extra_args: Vec<String>,
+}
+
+struct Running {
+    child: Child,
+    /// What it was started with; a change restarts it.
+    fingerprint: String,
+    token_written: Instant,
+    started: Instant,
+    failures: u32,
+}
+
+impl ProcessAgents {
+    /// Supervises agents until the process ends (children die with it: they are killed on
+    /// drop and on shutdown).
+    pub async fn run(self) {
+        let mut running: BTreeMap<String, Running> = BTreeMap::new();
+        loop {
+            if let Err(error) = self.supervise(&mut running).await {
+                tracing::warn!(%error, "supervising agents");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        for (_, mut agent) in running {
+            let _ = agent.child.kill();
+            let _ = agent.child.wait();
+        }
+    }
+
+    async fn supervise(&self, running: &mut BTreeMap<String, Running>) -> Result<(), String> {
+        let tenants = Api::<Tenant>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing Tenants: {e}"))?;
+        let wanted: BTreeMap<String, &Tenant> = tenants
+            .items
+            .iter()
+            .filter(|t| {
+                !t.spec.suspend && t.metadata.deletion_timestamp.is_none() && provisioned(t)
+            })
+            .map(|t| (t.name_any(), t))
+            .collect();
+        // Stop what is no longer wanted.
+        let stale: Vec<String> = running
+            .keys()
+            .filter(|n| !wanted.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in stale {
+            if let Some(mut agent) = running.remove(&name) {
+                tracing::info!(tenant = %name, "stopping agent");
+                let _ = agent.child.kill();
+                let _ = agent.child.wait();
+            }
+        }
+        for (name, tenant) in wanted {
+            let args = self.arguments(tenant);
+            let fingerprint = args.join(" ");
+            let restart = match running.get_mut(&name) {
+                None => true,
+                Some(agent) if agent.fingerprint != fingerprint => {
+                    let _ = agent.child.kill();
+                    let _ = agent.child.wait();
+                    true
+                }
+                Some(agent) => match agent.child.try_wait() {
+                    Ok(None) => {
+                        if agent.token_written.elapsed() > TOKEN_REFRESH {
+                            self.write_token(tenant).await?;
+                            agent.token_written = Instant::now();
+                        }
+                        false
+                    }
+                    _ => {
+                        let backoff =
+                            Duration::from_secs(2u64.saturating_pow(agent.failures.min(8)))
+                                .min(MAX_BACKOFF);
+                        if agent.started.elapsed() < backoff {
+                            continue;
+                        }
+                        tracing::warn!(tenant = %name, failures = agent.failures + 1, "agent exited; restarting");
+                        true
+                    }
+                },
+            };
+            if !restart {
+                continue;
+            }
+            let failures = running.get(&name).map_or(0, |a| a.failures + 1);
+            self.write_token(tenant).await?;
+            let child = Command::new(&self.program)
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("KUBECONFIG", self.dir(&name).join("kubeconfig"))
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", self.program.display()))?;
+            tracing::info!(tenant = %name, pid = child.id(), "agent started");
+            running.insert(
+                name,
+                Running {
+                    child,
+                    fingerprint,
+                    token_written: Instant::now(),
+                    started: Instant::now(),
+                    failures,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn dir(&self, tenant: &str) -> PathBuf {
+        self.state_dir.join(tenant)
+    }
+
+    fn arguments(&self, tenant: &Tenant) -> Vec<String> {
+        let name = tenant.name_any();
+        let (branch, path) = tenant.source_for(&self.cluster);
+        let mut args = vec![
+            "run".to_owned(),
+            "--tenant".into(),
+            name.clone(),
+            "--namespace".into(),
+            tenant.namespaces().join(","),
+            "--repo".into(),
+            tenant.spec.source.url.clone(),
+            "--branch".into(),
+            branch,
+            "--path".into(),
+            path,
+            "--interval".into(),
+            tenant.spec.source.interval.clone(),
+            "--metrics-addr".into(),
+            "off".into(),
+            "--cache-dir".into(),
+            self.dir(&name).join("cache").to_string_lossy().into_owned(),
+        ];
+        if !tenant.spec.allowed_kinds.is_empty() {
+            args.push("--allowed-kind".into());
+            args.push(tenant.spec.allowed_kinds.join(","));
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// A fresh token for the tenant's ServiceAccount, and a kubeconfig pointing at it.
+    async fn write_token(&self, tenant: &Tenant) -> Result<(), String> {
+        let name = tenant.name_any();
+        let primary = tenant
+            .namespaces()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(TOKEN_SECONDS),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let issued: TokenRequest = Api::<ServiceAccount>::namespaced(self.client.clone(), &primary)
+            .create_subresource("token", AGENT, &PostParams::default(), &request)
+            .await
+            .map_err(|e| format!("requesting a token for tenant {name}: {e}"))?;
+        let token = issued
+            .status
+            .and_then(|s| s.token)
+            .ok_or("TokenRequest returned no token")?;
+        let dir = self.dir(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |file: &str, content: &str| -> Result<(), String> {
+            let path = dir.join(file);
+            let temp = dir.join(format!(".{file}"));
+            std::fs::write(&temp, content).map_err(|e| format!("{}: {e}", temp.display()))?;
+            std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        write("token", &token)?;
+        let ca = self
+            .ca_pem
+            .as_ref()
+            .map(|pem| {
+                use base64::Engine;
+                format!(
+                    "    certificate-authority-data: {}\n",
+                    base64::engine::general_purpose::STANDARD.encode(pem)
+                )
+            })
+            .unwrap_or_default();
+        let token_path = dir.join("token");
+        write(
+            "kubeconfig",
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n    server: {}\n{ca}users:\n- name: agent\n  user:\n    tokenFile: {}\ncontexts:\n- name: agent\n  context: {{cluster: cluster, user: agent}}\ncurrent-context: agent\n",
+                self.server,
+                token_path.display()
+            ),
+        )
+    }
+}
+
+fn provisioned(tenant: &Tenant) -> bool {
+    tenant.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Provisioned" && c.status == "True")
+    })
+}
