@@ -50,7 +50,7 @@ e2e: ## End-to-end tests against a fresh local control plane
 	  export BERTH_E2E_RUN_ID=e2e$$$$ && \
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
-	  e2e/kube-harness/assert-stopped.sh "$$BERTH_E2E_RUN_ID"
+	  e2e/kube-harness/assert-stopped.sh "$$BERTH_E2E_RUN_ID" "$(CURDIR)/target/debug"
 
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \

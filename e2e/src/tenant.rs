@@ -219,8 +219,11 @@ impl BackgroundProcess {
 }
 
 impl Drop for BackgroundProcess {
+    /// SIGTERM first, so the process can stop what it started; SIGKILL if it does not exit.
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
+        if let Ok(None) = self.0.try_wait()
+            && self.terminate().is_none()
+        {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }

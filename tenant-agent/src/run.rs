@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// previous bundle kept. Replaces --bundle and --policy-data.
     #[arg(long, env = "BERTH_POLICY_CONFIGMAP", conflicts_with_all = ["bundle", "policy_data"])]
     policy_configmap: Option<String>,
+    /// Stop when standard input closes: for a supervisor that keeps it open (the operator's
+    /// process mode), so the agent never outlives it.
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
     /// TEST ONLY: skip the guard rails, to prove the API server's RBAC still confines the agent.
     #[arg(long, hide = true)]
     unsafe_skip_guard_rails: bool,
@@ -236,6 +240,14 @@ async fn run(agent: Agent, args: &RunArgs) -> u8 {
             }
         });
     }
+    // Armed once, so a signal arriving mid-reconcile is kept (as a permit) rather than lost.
+    let stop = Arc::new(Notify::new());
+    let stopper = stop.clone();
+    let stdin_eof = args.exit_on_stdin_eof;
+    tokio::spawn(async move {
+        shutdown(stdin_eof).await;
+        stopper.notify_one();
+    });
     let trigger = Arc::new(Notify::new());
     tokio::spawn(watch_trigger(agent.syncs.clone(), trigger.clone()));
     let mut backoff = Duration::from_secs(5);
@@ -252,7 +264,7 @@ async fn run(agent: Agent, args: &RunArgs) -> u8 {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = trigger.notified() => tracing::info!("sync requested"),
-            () = shutdown() => {
+            () = stop.notified() => {
                 tracing::info!("shutting down");
                 return exit::CLEAN;
             }
@@ -287,13 +299,28 @@ async fn watch_trigger(syncs: Api<TenantSync>, trigger: Arc<Notify>) {
     }
 }
 
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+/// Resolves on SIGTERM, SIGINT or, if asked, when standard input closes (a supervising
+/// operator holds it open, so even a SIGKILLed operator takes its agents down).
+async fn shutdown(stdin_eof: bool) {
+    let eof = async {
+        if stdin_eof {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut sink).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
     };
     tokio::select! {
-        _ = term.recv() => {}
+        () = term => {}
+        () = eof => {}
         _ = tokio::signal::ctrl_c() => {}
     }
 }

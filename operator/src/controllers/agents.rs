@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_engine::api::Tenant;
@@ -36,6 +36,7 @@ pub struct ProcessAgents {
     pub extra_args: Vec<String>,
 }
 
+/// A running agent; dropping it (also when the operator shuts down) stops the process.
 struct Running {
     child: Child,
     /// What it was started with; a change restarts it.
@@ -45,9 +46,16 @@ struct Running {
     failures: u32,
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ProcessAgents {
-    /// Supervises agents until the process ends (children die with it: they are killed on
-    /// drop and on shutdown).
+    /// Supervises agents until SIGINT or the operator's shutdown; agents stop with it (killed
+    /// on drop, or, if the operator is killed, by their standard input closing).
     pub async fn run(self) {
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
         loop {
@@ -59,10 +67,7 @@ impl ProcessAgents {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        for (_, mut agent) in running {
-            let _ = agent.child.kill();
-            let _ = agent.child.wait();
-        }
+        drop(running);
     }
 
     async fn supervise(&self, running: &mut BTreeMap<String, Running>) -> Result<(), String> {
@@ -85,10 +90,8 @@ impl ProcessAgents {
             .cloned()
             .collect();
         for name in stale {
-            if let Some(mut agent) = running.remove(&name) {
-                tracing::info!(tenant = %name, "stopping agent");
-                let _ = agent.child.kill();
-                let _ = agent.child.wait();
+            if running.remove(&name).is_some() {
+                tracing::info!(tenant = %name, "agent stopped");
             }
         }
         for (name, tenant) in wanted {
@@ -96,11 +99,8 @@ impl ProcessAgents {
             let fingerprint = args.join(" ");
             let restart = match running.get_mut(&name) {
                 None => true,
-                Some(agent) if agent.fingerprint != fingerprint => {
-                    let _ = agent.child.kill();
-                    let _ = agent.child.wait();
-                    true
-                }
+                // Changed settings: the old process stops when its entry is replaced below.
+                Some(agent) if agent.fingerprint != fingerprint => true,
                 Some(agent) => match agent.child.try_wait() {
                     Ok(None) => {
                         if agent.token_written.elapsed() > TOKEN_REFRESH {
@@ -124,10 +124,17 @@ impl ProcessAgents {
             if !restart {
                 continue;
             }
-            let failures = running.get(&name).map_or(0, |a| a.failures + 1);
+            // The old process (if any) stops here, before its successor starts.
+            let failures = match running.remove(&name) {
+                Some(old) if old.fingerprint == fingerprint => old.failures + 1,
+                _ => 0,
+            };
             self.write_token(tenant).await?;
             let child = Command::new(&self.program)
                 .args(&args)
+                .arg("--exit-on-stdin-eof")
+                // Held open by the operator: when it dies, even by SIGKILL, the agent sees EOF.
+                .stdin(Stdio::piped())
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                 .env("KUBECONFIG", self.dir(&name).join("kubeconfig"))
