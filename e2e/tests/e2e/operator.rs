@@ -185,7 +185,19 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         .await?;
         assert_eq!(applied.data.unwrap_or_default().get("from").map(String::as_str), Some("git"));
         let sync = Api::<berth_engine::api::TenantSync>::namespaced(admin.clone(), &tenant).get("berth").await?;
-        assert_eq!(sync.status.and_then(|s| s.last_applied_revision), Some(revision));
+        assert_eq!(sync.status.and_then(|s| s.last_applied_revision), Some(revision.clone()));
+        // The Tenant tells the story: Ready, with the agent's revision.
+        let tenants = Api::<Tenant>::all(admin.clone());
+        let status = eventually("the Tenant to be Ready", Duration::from_secs(60), || async {
+            let status = tenants.get(&tenant).await.ok()?.status?;
+            status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(status)
+        })
+        .await?;
+        assert_eq!(status.last_applied_revision, Some(revision));
+        let synced = status.conditions.iter().find(|c| c.type_ == "Synced").map(|c| c.reason.clone());
+        assert_eq!(synced.as_deref(), Some("Applied"));
+        let compliant = status.conditions.iter().find(|c| c.type_ == "PolicyCompliant").map(|c| c.status.clone());
+        assert_eq!(compliant.as_deref(), Some("True"));
 
         // Removing it from the platform repository stops its agent and deletes its namespace.
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));

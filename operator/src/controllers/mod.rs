@@ -4,3 +4,4 @@
 pub mod agents;
 pub mod platform;
 pub mod tenant;
+mod tenant_status;

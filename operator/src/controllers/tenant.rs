@@ -1,11 +1,12 @@
-//! Tenant controller: provisions each Tenant's berth with server-side apply and reports the
-//! `Provisioned` condition; a finalizer offboards a deleted Tenant (its namespaces are deleted
-//! unless the Tenant carries `berth.dev/keep-namespaces: "true"`).
+//! Tenant controller: provisions each Tenant's berth with server-side apply, and reports
+//! Provisioned, Synced, PolicyCompliant and Ready (mirroring its agent's TenantSync); a
+//! finalizer offboards a deleted Tenant (its namespaces are deleted unless the Tenant carries
+//! `berth.dev/keep-namespaces: "true"`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::api::{Condition, Tenant, TenantStatus};
+use berth_engine::api::{Tenant, TenantSync};
 use berth_engine::apply::FIELD_MANAGER;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::tenant_status::{Decided, decided, derive};
 use crate::provision::{self, ProvisionContext, ProvisionError};
 
 /// Finalizer that offboards a Tenant before it goes.
@@ -133,19 +135,19 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
         Ok(desired) => apply_all(&context.client, &desired).await,
         Err(e) => Err(TenantError::from(e)),
     };
-    let condition = match &outcome {
-        Ok(()) => condition(
-            tenant,
+    let provisioned = match &outcome {
+        Ok(()) => decided(
             "Provisioned",
             "True",
             "Provisioned",
             "namespaces, RBAC, quota, limits and isolation are in place",
         ),
-        Err(e) => condition(tenant, "Provisioned", "False", e.reason(), &e.to_string()),
+        Err(e) => decided("Provisioned", "False", e.reason(), &e.to_string()),
     };
-    set_status(tenant, context, condition).await?;
+    set_status(tenant, context, provisioned).await?;
     match outcome {
-        Ok(()) => Ok(Action::requeue(Duration::from_secs(600))),
+        // Soon again: the agent's reports are mirrored into the Tenant's status.
+        Ok(()) => Ok(Action::requeue(Duration::from_secs(10))),
         // Invalid spec: wait for the next change of the Tenant.
         Err(TenantError::Invalid(e)) => {
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "invalid tenant");
@@ -230,45 +232,35 @@ async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantEr
     Ok(Action::await_change())
 }
 
-fn condition(tenant: &Tenant, type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: k8s_openapi::jiff::Timestamp::now().to_string(),
-        observed_generation: tenant.metadata.generation,
-    }
-}
-
-/// Sets one condition, keeping its transition time when its status did not change.
+/// Writes the derived status (with what the agent reported in its TenantSync) if it changed.
 async fn set_status(
     tenant: &Tenant,
     context: &Context,
-    mut condition: Condition,
+    provisioned: Decided,
 ) -> Result<(), TenantError> {
-    let mut status: TenantStatus = tenant.status.clone().unwrap_or_default();
-    if let Some(old) = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition.type_)
-    {
-        if old.status == condition.status
-            && old.reason == condition.reason
-            && old.message == condition.message
-            && status.observed_generation == tenant.metadata.generation
-        {
-            return Ok(());
-        }
-        if old.status == condition.status {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
-    status.conditions.retain(|c| c.type_ != condition.type_);
-    status.conditions.push(condition);
-    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    status.observed_generation = tenant.metadata.generation;
     let name = tenant.name_any();
+    let primary = tenant
+        .namespaces()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| name.clone());
+    let sync = Api::<TenantSync>::namespaced(context.client.clone(), &primary)
+        .get_opt("berth")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.status);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = derive(
+        tenant.status.as_ref(),
+        tenant.metadata.generation,
+        provisioned,
+        sync.as_ref(),
+        &now,
+    );
+    if tenant.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
     Api::<Tenant>::all(context.client.clone())
         .patch_status(
             &name,
