@@ -194,6 +194,11 @@ impl Tenant {
         }
     }
 
+    /// The primary namespace: status, reports and the agent's ServiceAccount live there.
+    pub fn primary_namespace(&self) -> String {
+        self.namespaces().into_iter().next().unwrap_or_default()
+    }
+
     /// Branch and path for the operator's cluster.
     pub fn source_for(&self, cluster: &str) -> (String, String) {
         let source = &self.spec.source;

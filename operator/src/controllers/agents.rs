@@ -192,11 +192,7 @@ impl ProcessAgents {
     /// A fresh token for the tenant's ServiceAccount, and a kubeconfig pointing at it.
     async fn write_token(&self, tenant: &Tenant) -> Result<(), String> {
         let name = tenant.name_any();
-        let primary = tenant
-            .namespaces()
-            .first()
-            .cloned()
-            .unwrap_or_else(|| name.clone());
+        let primary = tenant.primary_namespace();
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(TOKEN_SECONDS),

@@ -239,11 +239,7 @@ async fn set_status(
     provisioned: Decided,
 ) -> Result<(), TenantError> {
     let name = tenant.name_any();
-    let primary = tenant
-        .namespaces()
-        .first()
-        .cloned()
-        .unwrap_or_else(|| name.clone());
+    let primary = tenant.primary_namespace();
     let sync = Api::<TenantSync>::namespaced(context.client.clone(), &primary)
         .get_opt("berth")
         .await

@@ -68,7 +68,7 @@ pub fn policy_config_map_name(tenant: &str) -> String {
 pub fn build(tenant: &Tenant, context: &ProvisionContext) -> Result<Desired, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
     let namespaces = tenant.namespaces();
-    let primary = namespaces.first().cloned().unwrap_or_else(|| name.clone());
+    let primary = tenant.primary_namespace();
     let labels = json!({TENANT_LABEL: name, "app.kubernetes.io/managed-by": "berth"});
     let mut desired = Desired {
         service_account: typed(
