@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod cluster;
+pub mod duration;
 pub mod guard;
 pub mod manifest;
 pub mod metrics;

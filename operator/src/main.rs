@@ -146,20 +146,8 @@ impl RunArgs {
     }
 
     fn interval(&self) -> Result<std::time::Duration, String> {
-        let text = &self.platform_interval;
-        let (number, unit) = text.split_at(
-            text.find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(text.len()),
-        );
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("--platform-interval {text}: use 30s, 5m or 1h"))?;
-        match unit {
-            "" | "s" => Ok(std::time::Duration::from_secs(n)),
-            "m" => Ok(std::time::Duration::from_secs(n * 60)),
-            "h" => Ok(std::time::Duration::from_secs(n * 3600)),
-            _ => Err(format!("--platform-interval {text}: use 30s, 5m or 1h")),
-        }
+        berth_engine::duration::parse_duration(&self.platform_interval)
+            .map_err(|e| format!("--platform-interval: {e}"))
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use berth_engine::api::{TenantSync, TenantSyncSpec};
 use berth_engine::apply::Applier;
+use berth_engine::duration::parse_duration;
 use berth_engine::guard::Scope;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::Checker;
@@ -126,23 +127,6 @@ fn policy_report_resource() -> ApiResource {
         &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
         "policyreports",
     )
-}
-
-/// Parses `90`, `90s`, `5m` or `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |i| text.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30s or 5m"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{text}`: use s, m or h")),
-    };
-    Ok(Duration::from_secs(seconds))
 }
 
 pub async fn main(args: RunArgs) -> u8 {
@@ -337,20 +321,5 @@ pub fn scope_lookup(
             .unwrap_or(("", &object.api_version));
         let gvk = kube::core::GroupVersionKind::gvk(group, version, &object.kind);
         scopes.get(&gvk).copied().unwrap_or(Scope::Unknown)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("m").is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use berth_engine::api::Tenant;
+use berth_engine::duration::parse_duration;
 use berth_engine::source::validate_url;
 
 /// Namespaces no tenant may claim.
@@ -95,11 +96,7 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
             problem(format!("source.url: {e}"));
         }
         let interval = &tenant.spec.source.interval;
-        let valid_interval = interval
-            .strip_suffix(['s', 'm', 'h'])
-            .unwrap_or(interval)
-            .parse::<u64>()
-            .is_ok_and(|n| n > 0);
+        let valid_interval = parse_duration(interval).is_ok_and(|d| !d.is_zero());
         if !valid_interval {
             problem(format!(
                 "source.interval {interval:?} is not a duration like 30s, 5m or 1h"
