@@ -70,6 +70,10 @@ pub struct TenantSource {
     /// `password`, or `identity` and `known_hosts`), handed only to this tenant's agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
+    /// A Secret in the operator's namespace whose `token` authenticates webhook calls for this
+    /// tenant (`POST /hooks/<tenant>`: GitHub-style HMAC-SHA256 signature, or bearer token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
     /// Per-cluster overrides keyed by the operator's `--cluster` name: one branch per cluster,
     /// or one directory per cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
