@@ -10,6 +10,7 @@ mod git;
 mod git_server;
 mod http;
 mod namespace;
+mod operator;
 pub mod policy_corpus;
 mod tenant;
 
@@ -18,6 +19,7 @@ pub use git::TestRepo;
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, metric};
 pub use namespace::{TestNamespace, in_namespace};
+pub use operator::{E2E_LABEL, TestOperator, tenant_document};
 pub use tenant::{
     BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,
     provision_tenant, token_kubeconfig,

@@ -1,10 +1,11 @@
 //! Connecting to the Kubernetes API server (kubeconfig or in-cluster service account).
 
-use std::sync::Arc;
-
 use kube::Client;
 
-use crate::metrics::{Metrics, counting_client};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::{MethodLabel, counting_client};
 
 /// Why the API server could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -17,12 +18,15 @@ pub enum ConnectError {
     Version(#[source] kube::Error),
 }
 
-/// Builds a client from the environment (counting its requests in `metrics`, if given) and
+/// Builds a client from the environment (counting its requests by method in `requests`, if
+/// given) and
 /// checks the API server answers, returning the client and the server's version.
-pub async fn connect(metrics: Option<Arc<Metrics>>) -> Result<(Client, String), ConnectError> {
+pub async fn connect(
+    requests: Option<Family<MethodLabel, Counter>>,
+) -> Result<(Client, String), ConnectError> {
     let config = kube::Config::infer().await?;
-    let client = match metrics {
-        Some(metrics) => counting_client(config, metrics),
+    let client = match requests {
+        Some(requests) => counting_client(config, requests),
         None => Client::try_from(config),
     }
     .map_err(ConnectError::Client)?;

@@ -164,43 +164,69 @@ pub struct ServeError {
     source: std::io::Error,
 }
 
-/// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` (the first reconcile
-/// has run) until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(), ServeError> {
+/// What the `/metrics`, `/healthz` and `/readyz` endpoints expose: the agent's or the
+/// operator's metrics, and whether the process is ready for traffic.
+pub trait Exposition: Send + Sync + 'static {
+    /// The metrics in the Prometheus text format.
+    fn encode(&self) -> String;
+    /// `Err(why)` while not ready.
+    fn ready(&self) -> Result<(), &'static str>;
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("no reconcile has run yet")
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` until `shutdown`
+/// completes.
+pub async fn serve<E: Exposition>(
+    addr: SocketAddr,
+    exposition: Arc<E>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let app = Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
+            get(|State(e): State<Arc<E>>| async move { e.encode() }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(|State(m): State<Arc<Metrics>>| async move {
-                if m.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "no reconcile has run yet")
+            get(|State(e): State<Arc<E>>| async move {
+                match e.ready() {
+                    Ok(()) => (StatusCode::OK, "ready"),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                 }
             }),
         )
-        .with_state(metrics);
+        .with_state(exposition);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError { addr, source })?;
     axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError { addr, source })
 }
 
-/// A client whose every request is counted in `metrics.api_requests`.
+/// A client whose every request is counted by HTTP method in `requests`.
 pub fn counting_client(
     config: kube::Config,
-    metrics: Arc<Metrics>,
+    requests: Family<MethodLabel, Counter>,
 ) -> Result<kube::Client, kube::Error> {
     let layer =
         tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            metrics
-                .api_requests
+            requests
                 .get_or_create(&MethodLabel {
                     method: request.method().as_str().to_owned(),
                 })

@@ -2,8 +2,11 @@
 
 mod audit;
 mod controllers;
+mod leader;
+mod metrics;
 mod platform;
 mod provision;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +40,7 @@ struct Cli {
 enum Command {
     /// Run the operator: platform-repo sync (with --platform-repo) and the Tenant controller,
     /// until SIGTERM/SIGINT.
-    Run(Box<RunArgs>),
+    Run(Box<run::RunArgs>),
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,
     /// Print the objects the operator provisions for a Tenant file (namespaces, RBAC, quota,
@@ -66,89 +69,6 @@ enum Command {
         #[arg(long, default_value = ".")]
         output_dir: PathBuf,
     },
-}
-
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    /// The operator's own namespace, where per-tenant policy ConfigMaps live.
-    #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
-    namespace: String,
-    /// The platform repository (https://, ssh://, file://); without it only Tenants created
-    /// otherwise are reconciled.
-    #[arg(long, env = "BERTH_PLATFORM_REPO")]
-    platform_repo: Option<String>,
-    #[arg(long, default_value = "main", env = "BERTH_PLATFORM_BRANCH")]
-    platform_branch: String,
-    /// Directory of the platform repository holding Tenant documents.
-    #[arg(long, default_value = "tenants", env = "BERTH_PLATFORM_DIR")]
-    platform_dir: String,
-    /// Time between platform repository syncs, e.g. 30s, 5m.
-    #[arg(long, default_value = "60s", env = "BERTH_PLATFORM_INTERVAL")]
-    platform_interval: String,
-    /// PEM file of the only CAs trusted for an HTTPS platform repository.
-    #[arg(long)]
-    platform_ca_file: Option<PathBuf>,
-    #[arg(long, requires = "platform_password_file")]
-    platform_username: Option<String>,
-    #[arg(long, requires = "platform_username")]
-    platform_password_file: Option<PathBuf>,
-    #[arg(long, requires = "platform_known_hosts")]
-    platform_ssh_key: Option<PathBuf>,
-    #[arg(long, requires = "platform_ssh_key")]
-    platform_known_hosts: Option<PathBuf>,
-    /// Directory of the platform repository cache (and, in process mode, the agents' state).
-    #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
-    cache_dir: PathBuf,
-    /// How tenant agents run: `process` (child processes, the local mode) or `off`.
-    #[arg(long, value_enum, default_value_t = AgentMode::Off, env = "BERTH_AGENT_MODE")]
-    agent_mode: AgentMode,
-    /// This cluster's name, selecting Tenants' per-cluster branch/path overrides.
-    #[arg(long, default_value = "default", env = "BERTH_CLUSTER")]
-    cluster: String,
-    /// The berth-agent program (process mode); default: beside berth-operator.
-    #[arg(long)]
-    agent_binary: Option<PathBuf>,
-    /// The kustomize program the agents run.
-    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
-    kustomize: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum AgentMode {
-    Off,
-    Process,
-}
-
-impl RunArgs {
-    fn platform_source(&self) -> Result<Option<berth_engine::source::GitSource>, String> {
-        use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
-        let Some(repo) = &self.platform_repo else {
-            return Ok(None);
-        };
-        let url = validate_url(repo)?;
-        let auth = Auth::from_flags(
-            &url,
-            self.platform_username.as_deref(),
-            self.platform_password_file.as_deref(),
-            self.platform_ssh_key.as_deref(),
-            self.platform_known_hosts.as_deref(),
-        )?;
-        Ok(Some(GitSource {
-            url,
-            branch: self.platform_branch.clone(),
-            cache_dir: self.cache_dir.join("platform"),
-            auth,
-            ca_file: self.platform_ca_file.clone(),
-            timeout: std::time::Duration::from_secs(30),
-            limits: TreeLimits::default(),
-            ssh_program: "ssh".into(),
-        }))
-    }
-
-    fn interval(&self) -> Result<std::time::Duration, String> {
-        berth_engine::duration::parse_duration(&self.platform_interval)
-            .map_err(|e| format!("--platform-interval: {e}"))
-    }
 }
 
 #[tokio::main]
@@ -224,54 +144,7 @@ async fn main() -> ExitCode {
         }
         Command::Run(args) => {
             telemetry::init(cli.log_format);
-            let (source, interval) = match (args.platform_source(), args.interval()) {
-                (Ok(source), Ok(interval)) => (source, interval),
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::error!(%error, "invalid arguments");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let namespace = args.namespace.clone();
-            let client = match cluster::connect(None).await {
-                Ok((client, version)) => {
-                    tracing::info!(%version, "connected to the Kubernetes API server");
-                    client
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot reach the Kubernetes API server");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if let Some(source) = source {
-                let sync = controllers::platform::PlatformSync {
-                    client: client.clone(),
-                    source,
-                    dir: args.platform_dir.clone(),
-                    operator_namespace: namespace.clone(),
-                    interval,
-                };
-                tokio::spawn(sync.run());
-            }
-            if args.agent_mode == AgentMode::Process {
-                match process_agents(&args, client.clone()).await {
-                    Ok(agents) => {
-                        tokio::spawn(agents.run());
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot run agents");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            controllers::tenant::run(controllers::tenant::Context {
-                client,
-                provision: provision::ProvisionContext {
-                    operator_namespace: namespace,
-                },
-            })
-            .await;
-            tracing::info!("shut down");
-            ExitCode::SUCCESS
+            run::run(*args).await
         }
     }
 }
@@ -367,48 +240,4 @@ fn render_tenant(path: &std::path::Path, operator_namespace: &str) -> Result<Str
         out.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
     }
     Ok(out)
-}
-
-/// The process-mode agent supervisor, with the API server address and CA the operator uses.
-async fn process_agents(
-    args: &RunArgs,
-    client: kube::Client,
-) -> Result<controllers::agents::ProcessAgents, String> {
-    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
-    let ca_pem = config.root_cert.as_ref().map(|certs| {
-        use base64::Engine;
-        certs
-            .iter()
-            .map(|der| {
-                let body = base64::engine::general_purpose::STANDARD.encode(der);
-                let lines: Vec<&str> = body
-                    .as_bytes()
-                    .chunks(64)
-                    .filter_map(|c| std::str::from_utf8(c).ok())
-                    .collect();
-                format!(
-                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                    lines.join("\n")
-                )
-            })
-            .collect::<String>()
-    });
-    let program = match &args.agent_binary {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("berth-agent"),
-    };
-    Ok(controllers::agents::ProcessAgents {
-        client,
-        program,
-        state_dir: args.cache_dir.join("agents"),
-        cluster: args.cluster.clone(),
-        server: config.cluster_url.to_string(),
-        ca_pem,
-        extra_args: vec![
-            "--kustomize".into(),
-            args.kustomize.to_string_lossy().into_owned(),
-        ],
-    })
 }

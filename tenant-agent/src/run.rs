@@ -150,7 +150,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
     )?;
     let tenant = args.tenant.context();
     let metrics = Arc::new(Metrics::default());
-    let (client, version) = berth_engine::cluster::connect(Some(metrics.clone()))
+    let (client, version) = berth_engine::cluster::connect(Some(metrics.api_requests.clone()))
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(%version, tenant = %tenant.name, repo = %url, branch = %args.branch, "connected");
@@ -219,7 +219,9 @@ async fn run(agent: Agent, args: &RunArgs) -> u8 {
         };
         let served = agent.metrics.clone();
         tokio::spawn(async move {
-            if let Err(error) = berth_engine::metrics::serve(addr, served).await {
+            if let Err(error) =
+                berth_engine::metrics::serve(addr, served, std::future::pending()).await
+            {
                 tracing::error!(%error, "metrics server stopped");
             }
         });

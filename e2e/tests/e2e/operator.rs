@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use berth_e2e::{BackgroundProcess, TestRepo, binary, in_namespace, install_crds};
+use berth_e2e::{E2E_LABEL, TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
 use berth_engine::api::Tenant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
@@ -19,21 +19,15 @@ use crate::support::eventually;
 async fn tenants_are_provisioned_and_offboarded() {
     in_namespace("operator", |cp, admin, platform| async move {
         install_crds(&admin).await;
-        let _operator = BackgroundProcess(
-            Command::new(binary("berth-operator"))
-                .args(["run", "--namespace", &platform.name])
-                .env_clear()
-                .env("KUBECONFIG", &cp.kubeconfig)
-                .env("RUST_LOG", "info")
-                .spawn()?,
-        );
+        let cache = tempfile::tempdir()?;
+        let _operator = TestOperator::start(cp, &platform.name, cache.path(), &[]);
         let tenants = Api::<Tenant>::all(admin.clone());
         let name = format!("{}-t", platform.name);
         let kept = format!("{}-k", platform.name);
         for (tenant, annotations) in [(&name, json!({})), (&kept, json!({"berth.dev/keep-namespaces": "true"}))] {
             let object: Tenant = serde_json::from_value(json!({
                 "apiVersion": "berth.dev/v1alpha1", "kind": "Tenant",
-                "metadata": {"name": tenant, "annotations": annotations},
+                "metadata": {"name": tenant, "annotations": annotations, "labels": {E2E_LABEL: platform.name}},
                 "spec": {"source": {"url": "https://git.example.com/t.git"}, "quota": {"pods": "5"}},
             }))?;
             tenants.create(&PostParams::default(), &object).await?;
@@ -85,24 +79,13 @@ async fn the_platform_repository_onboards_and_offboards_tenants() {
         install_crds(&admin).await;
         let tenant = format!("{}-a", platform.name);
         let document = |name: &str, namespace: &str| {
-            format!(
-                "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  namespaces: [{namespace}]\n  source: {{url: 'https://git.example.com/{name}.git'}}\n"
-            )
+            tenant_document(&platform.name, name, &format!("  namespaces: [{namespace}]\n  source: {{url: 'https://git.example.com/{name}.git'}}\n"))
         };
         let repo = TestRepo::new();
         repo.write(&format!("tenants/{tenant}.yaml"), document(&tenant, &tenant));
         let first = repo.commit("onboard");
         let cache = tempfile::tempdir()?;
-        let _operator = BackgroundProcess(
-            Command::new(binary("berth-operator"))
-                .args(["run", "--namespace", &platform.name, "--platform-repo", &repo.file_url(), "--platform-interval", "1s"])
-                .arg("--cache-dir")
-                .arg(cache.path())
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("KUBECONFIG", &cp.kubeconfig)
-                .spawn()?,
-        );
+        let _operator = TestOperator::start(cp, &platform.name, cache.path(), &["--platform-repo", &repo.file_url(), "--platform-interval", "1s"]);
         let tenants = Api::<Tenant>::all(admin.clone());
         let namespaces = Api::<Namespace>::all(admin.clone());
         eventually("the tenant's namespace from the platform repo", Duration::from_secs(60), || async {
@@ -152,60 +135,99 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         install_crds(&admin).await;
         let tenant = format!("{}-a", platform.name);
         let tenant_repo = TestRepo::new();
-        tenant_repo.write("config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: git}\n");
+        tenant_repo.write(
+            "config.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: git}\n",
+        );
         let revision = tenant_repo.commit("hello");
         let platform_repo = TestRepo::new();
         platform_repo.write(
             &format!("tenants/{tenant}.yaml"),
-            format!(
-                "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {tenant}}}\nspec:\n  source: {{url: '{}', interval: 5s}}\n",
-                tenant_repo.file_url()
+            tenant_document(
+                &platform.name,
+                &tenant,
+                &format!(
+                    "  source: {{url: '{}', interval: 5s}}\n",
+                    tenant_repo.file_url()
+                ),
             ),
         );
         platform_repo.commit("onboard");
         let cache = tempfile::tempdir()?;
-        let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
-        let _operator = BackgroundProcess(
-            Command::new(binary("berth-operator"))
-                .args(["run", "--namespace", &platform.name, "--platform-repo", &platform_repo.file_url()])
-                .args(["--platform-interval", "1s", "--agent-mode", "process", "--kustomize", &kustomize])
-                .arg("--cache-dir")
-                .arg(cache.path())
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("KUBECONFIG", &cp.kubeconfig)
-                .env("RUST_LOG", "info")
-                .spawn()?,
+        let _operator = TestOperator::start(
+            cp,
+            &platform.name,
+            cache.path(),
+            &[
+                "--platform-repo",
+                &platform_repo.file_url(),
+                "--platform-interval",
+                "1s",
+                "--agent-mode",
+                "process",
+            ],
         );
         // Platform commit → Tenant → namespace, RBAC → agent → the tenant's repository applied.
         let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &tenant);
-        let applied = eventually("the tenant's repository applied by its agent", Duration::from_secs(90), || async {
-            config_maps.get_opt("hello").await.ok().flatten()
-        })
+        let applied = eventually(
+            "the tenant's repository applied by its agent",
+            Duration::from_secs(90),
+            || async { config_maps.get_opt("hello").await.ok().flatten() },
+        )
         .await?;
-        assert_eq!(applied.data.unwrap_or_default().get("from").map(String::as_str), Some("git"));
-        let sync = Api::<berth_engine::api::TenantSync>::namespaced(admin.clone(), &tenant).get("berth").await?;
-        assert_eq!(sync.status.and_then(|s| s.last_applied_revision), Some(revision.clone()));
+        assert_eq!(
+            applied
+                .data
+                .unwrap_or_default()
+                .get("from")
+                .map(String::as_str),
+            Some("git")
+        );
+        let sync = Api::<berth_engine::api::TenantSync>::namespaced(admin.clone(), &tenant)
+            .get("berth")
+            .await?;
+        assert_eq!(
+            sync.status.and_then(|s| s.last_applied_revision),
+            Some(revision.clone())
+        );
         // The Tenant tells the story: Ready, with the agent's revision.
         let tenants = Api::<Tenant>::all(admin.clone());
-        let status = eventually("the Tenant to be Ready", Duration::from_secs(60), || async {
-            let status = tenants.get(&tenant).await.ok()?.status?;
-            status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(status)
-        })
+        let status = eventually(
+            "the Tenant to be Ready",
+            Duration::from_secs(60),
+            || async {
+                let status = tenants.get(&tenant).await.ok()?.status?;
+                status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                    .then_some(status)
+            },
+        )
         .await?;
         assert_eq!(status.last_applied_revision, Some(revision));
-        let synced = status.conditions.iter().find(|c| c.type_ == "Synced").map(|c| c.reason.clone());
+        let synced = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced")
+            .map(|c| c.reason.clone());
         assert_eq!(synced.as_deref(), Some("Applied"));
-        let compliant = status.conditions.iter().find(|c| c.type_ == "PolicyCompliant").map(|c| c.status.clone());
+        let compliant = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "PolicyCompliant")
+            .map(|c| c.status.clone());
         assert_eq!(compliant.as_deref(), Some("True"));
 
         // Removing it from the platform repository stops its agent and deletes its namespace.
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));
         platform_repo.commit("offboard");
         let namespaces = Api::<Namespace>::all(admin.clone());
-        eventually("the namespace to be gone", Duration::from_secs(120), || async {
-            matches!(namespaces.get_opt(&tenant).await, Ok(None)).then_some(())
-        })
+        eventually(
+            "the namespace to be gone",
+            Duration::from_secs(120),
+            || async { matches!(namespaces.get_opt(&tenant).await, Ok(None)).then_some(()) },
+        )
         .await?;
         let pattern = format!("--tenant {tenant} ");
         eventually("the agent to stop", Duration::from_secs(30), || async {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::api::Tenant;
@@ -14,15 +15,23 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
 
 /// Lifetime of an agent token; it is replaced after a third of it.
 const TOKEN_SECONDS: i64 = 3600;
 const TOKEN_REFRESH: Duration = Duration::from_secs(1200);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a stopping agent may take to finish its reconcile.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct ProcessAgents {
     pub client: Client,
+    pub metrics: Arc<OperatorMetrics>,
+    /// Label selector of the Tenants this operator manages ("" for all).
+    pub selector: String,
     /// The `berth-agent` program.
     pub program: PathBuf,
     /// Per-tenant directories for kubeconfigs, tokens and repository caches.
@@ -36,7 +45,7 @@ pub struct ProcessAgents {
     pub extra_args: Vec<String>,
 }
 
-/// A running agent; dropping it (also when the operator shuts down) stops the process.
+/// A running agent; dropping it kills the process (`stop` lets it finish its reconcile first).
 struct Running {
     child: Child,
     /// What it was started with; a change restarts it.
@@ -53,26 +62,50 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Closes the agent's standard input, which it takes as SIGTERM (finish the reconcile in
+    /// progress, then exit), and kills it if it has not exited within the grace period.
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(
+            pid = self.child.id(),
+            "agent did not stop in time; killing it"
+        );
+    }
+}
+
 impl ProcessAgents {
-    /// Supervises agents until SIGINT or the operator's shutdown; agents stop with it (killed
-    /// on drop, or, if the operator is killed, by their standard input closing).
-    pub async fn run(self) {
+    /// Supervises agents until `stop`, then stops them all. If the operator is killed
+    /// instead, they stop by themselves: their standard input closes.
+    pub async fn run(self, stop: CancellationToken) {
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
         loop {
             if let Err(error) = self.supervise(&mut running).await {
                 tracing::warn!(%error, "supervising agents");
             }
+            self.metrics
+                .agents_running
+                .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = tokio::signal::ctrl_c() => break,
+                () = stop.cancelled() => break,
             }
         }
-        drop(running);
+        futures::future::join_all(running.into_values().map(Running::stop)).await;
+        self.metrics.agents_running.set(0);
+        tracing::info!("agents stopped");
     }
 
     async fn supervise(&self, running: &mut BTreeMap<String, Running>) -> Result<(), String> {
         let tenants = Api::<Tenant>::all(self.client.clone())
-            .list(&ListParams::default())
+            .list(&ListParams::default().labels(&self.selector))
             .await
             .map_err(|e| format!("listing Tenants: {e}"))?;
         let wanted: BTreeMap<String, &Tenant> = tenants
@@ -90,7 +123,8 @@ impl ProcessAgents {
             .cloned()
             .collect();
         for name in stale {
-            if running.remove(&name).is_some() {
+            if let Some(agent) = running.remove(&name) {
+                agent.stop().await;
                 tracing::info!(tenant = %name, "agent stopped");
             }
         }
@@ -117,6 +151,7 @@ impl ProcessAgents {
                             continue;
                         }
                         tracing::warn!(tenant = %name, failures = agent.failures + 1, "agent exited; restarting");
+                        self.metrics.agent_restarts.inc();
                         true
                     }
                 },
@@ -127,7 +162,11 @@ impl ProcessAgents {
             // The old process (if any) stops here, before its successor starts.
             let failures = match running.remove(&name) {
                 Some(old) if old.fingerprint == fingerprint => old.failures + 1,
-                _ => 0,
+                Some(old) => {
+                    old.stop().await;
+                    0
+                }
+                None => 0,
             };
             self.write_token(tenant).await?;
             let child = Command::new(&self.program)

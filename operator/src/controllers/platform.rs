@@ -16,7 +16,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
+use crate::metrics::OperatorMetrics;
 use crate::platform::{read_tenants, validate};
 
 /// The ConfigMap holding the sync's state.
@@ -48,20 +50,30 @@ pub struct PlatformSync {
     pub dir: String,
     pub operator_namespace: String,
     pub interval: Duration,
+    pub metrics: Arc<OperatorMetrics>,
 }
 
 impl PlatformSync {
-    /// Syncs every interval until the process is asked to stop.
-    pub async fn run(self) {
+    /// Syncs every interval until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
         loop {
+            // A sync is not cut short by `stop`: its writes are idempotent, but a half-done
+            // one would only be finished by the next leader.
             match self.sync().await {
-                Ok(revision) => tracing::info!(%revision, "platform repository applied"),
+                Ok(revision) => {
+                    OperatorMetrics::count(&self.metrics.platform_syncs, "applied");
+                    tracing::info!(%revision, "platform repository applied");
+                }
                 Err(error) => {
+                    OperatorMetrics::count(&self.metrics.platform_syncs, "refused");
                     tracing::warn!(%error, "platform repository not applied");
                     let _ = self.record(None, &[], &error.to_string()).await;
                 }
             }
-            tokio::time::sleep(self.interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = stop.cancelled() => return,
+            }
         }
     }
 
@@ -86,7 +98,10 @@ impl PlatformSync {
             let name = tenant.name_any();
             let mut object =
                 serde_json::to_value(tenant).map_err(|e| PlatformSyncError::Read(e.to_string()))?;
-            object["metadata"] = json!({"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1}, "annotations": tenant.annotations()});
+            let mut labels = tenant.labels().clone();
+            labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+            object["metadata"] =
+                json!({"name": name, "labels": labels, "annotations": tenant.annotations()});
             api.patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),

@@ -21,8 +21,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::tenant_status::{Decided, decided, derive};
+use crate::metrics::OperatorMetrics;
 use crate::provision::{self, ProvisionContext, ProvisionError};
 
 /// Finalizer that offboards a Tenant before it goes.
@@ -59,21 +61,37 @@ impl TenantError {
 pub struct Context {
     pub client: Client,
     pub provision: ProvisionContext,
+    pub metrics: Arc<OperatorMetrics>,
+    /// Label selector of the Tenants this operator manages ("" for all).
+    pub selector: String,
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run(context: Context) {
+/// Runs the controller until `stop`, letting running reconciles finish.
+pub async fn run(context: Context, stop: CancellationToken) {
     let tenants = Api::<Tenant>::all(context.client.clone());
-    Controller::new(tenants, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, Arc::new(context))
-        .for_each(|result| async move {
+    let metrics = context.metrics.clone();
+    Controller::new(
+        tenants,
+        watcher::Config::default().labels(&context.selector),
+    )
+    .graceful_shutdown_on(stop.cancelled_owned())
+    .run(reconcile, error_policy, Arc::new(context))
+    .for_each(|result| {
+        let metrics = metrics.clone();
+        async move {
             match result {
-                Ok((object, _)) => tracing::debug!(tenant = %object.name, "reconciled"),
-                Err(error) => tracing::warn!(%error, "tenant reconcile failed"),
+                Ok((object, _)) => {
+                    OperatorMetrics::count(&metrics.tenant_reconciles, "ok");
+                    tracing::debug!(tenant = %object.name, "reconciled");
+                }
+                Err(error) => {
+                    OperatorMetrics::count(&metrics.tenant_reconciles, "error");
+                    tracing::warn!(%error, "tenant reconcile failed");
+                }
             }
-        })
-        .await;
+        }
+    })
+    .await;
 }
 
 async fn reconcile(

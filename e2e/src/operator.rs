@@ -1,0 +1,83 @@
+//! `berth-operator run` for a test: its own namespace (lease, policy, state ConfigMap), only the
+//! test's Tenants (selected by the label `berth.dev/e2e=<namespace>`, since every test shares
+//! one API server), metrics on a free port, and its own cache directory.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::control_plane::ControlPlane;
+use crate::http::{free_addr, http_get, metric};
+use crate::tenant::{BackgroundProcess, binary};
+
+/// The label that scopes a test's Tenants to its operator.
+pub const E2E_LABEL: &str = "berth.dev/e2e";
+
+pub struct TestOperator {
+    pub process: BackgroundProcess,
+    pub metrics_addr: String,
+}
+
+impl TestOperator {
+    /// Starts an operator in `namespace` with a short lease (leader election is on, as in
+    /// production) and `extra` arguments (platform repository, agent mode, …).
+    pub fn start(cp: &ControlPlane, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
+        let metrics_addr = free_addr();
+        let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
+        let selector = format!("{E2E_LABEL}={namespace}");
+        let child = Command::new(binary("berth-operator"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--tenant-selector",
+                &selector,
+            ])
+            .args(["--metrics-addr", &metrics_addr, "--lease-duration", "6s"])
+            .args(["--kustomize", &kustomize])
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(extra)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("starting berth-operator");
+        Self {
+            process: BackgroundProcess(child),
+            metrics_addr,
+        }
+    }
+
+    /// A sample of the operator's metrics (0 when absent or unreachable).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        match http_get(&self.metrics_addr, "/metrics").await {
+            Some((200, body)) => metric(&body, sample),
+            _ => 0.0,
+        }
+    }
+
+    /// Requests this operator sent that change something (anything but GET).
+    pub async fn writes(&self) -> f64 {
+        let mut total = 0.0;
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            total += self
+                .metric(&format!(
+                    "berth_operator_api_requests_total{{method=\"{method}\"}}"
+                ))
+                .await;
+        }
+        total
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+}
+
+/// A Tenant document for a test's platform repository, labelled for the test's operator.
+pub fn tenant_document(test_namespace: &str, name: &str, spec_yaml: &str) -> String {
+    format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n  labels: {{{E2E_LABEL}: {test_namespace}}}\nspec:\n{spec_yaml}"
+    )
+}

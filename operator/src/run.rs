@@ -1,0 +1,312 @@
+//! `berth-operator run`: connects, waits for the leader lease, then runs the platform-repo
+//! sync, the Tenant controller and the agents until SIGTERM/SIGINT (or lost leadership), and
+//! shuts down in order: controllers stop, agents stop, the lease is released.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_engine::cluster;
+use berth_engine::duration::parse_duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::controllers;
+use crate::leader::LeaseLock;
+use crate::metrics::OperatorMetrics;
+use crate::provision;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The operator's own namespace, where per-tenant policy ConfigMaps live.
+    #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
+    namespace: String,
+    /// The platform repository (https://, ssh://, file://); without it only Tenants created
+    /// otherwise are reconciled.
+    #[arg(long, env = "BERTH_PLATFORM_REPO")]
+    platform_repo: Option<String>,
+    #[arg(long, default_value = "main", env = "BERTH_PLATFORM_BRANCH")]
+    platform_branch: String,
+    /// Directory of the platform repository holding Tenant documents.
+    #[arg(long, default_value = "tenants", env = "BERTH_PLATFORM_DIR")]
+    platform_dir: String,
+    /// Time between platform repository syncs, e.g. 30s, 5m.
+    #[arg(long, default_value = "60s", env = "BERTH_PLATFORM_INTERVAL")]
+    platform_interval: String,
+    /// PEM file of the only CAs trusted for an HTTPS platform repository.
+    #[arg(long)]
+    platform_ca_file: Option<PathBuf>,
+    #[arg(long, requires = "platform_password_file")]
+    platform_username: Option<String>,
+    #[arg(long, requires = "platform_username")]
+    platform_password_file: Option<PathBuf>,
+    #[arg(long, requires = "platform_known_hosts")]
+    platform_ssh_key: Option<PathBuf>,
+    #[arg(long, requires = "platform_ssh_key")]
+    platform_known_hosts: Option<PathBuf>,
+    /// Directory of the platform repository cache (and, in process mode, the agents' state).
+    #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
+    cache_dir: PathBuf,
+    /// How tenant agents run: `process` (child processes, the local mode) or `off`.
+    #[arg(long, value_enum, default_value_t = AgentMode::Off, env = "BERTH_AGENT_MODE")]
+    agent_mode: AgentMode,
+    /// Manage only the Tenants matching this label selector (e.g. `shard=a`), to split tenants
+    /// over several operators; default: all.
+    #[arg(long, default_value = "", env = "BERTH_TENANT_SELECTOR")]
+    tenant_selector: String,
+    /// This cluster's name, selecting Tenants' per-cluster branch/path overrides.
+    #[arg(long, default_value = "default", env = "BERTH_CLUSTER")]
+    cluster: String,
+    /// The berth-agent program (process mode); default: beside berth-operator.
+    #[arg(long)]
+    agent_binary: Option<PathBuf>,
+    /// The kustomize program the agents run.
+    #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
+    kustomize: PathBuf,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (ready = leading), or `off`.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
+    metrics_addr: String,
+    /// Take part in leader election on a Lease in the operator's namespace, so that of several
+    /// replicas only one acts. `false` only for a single replica that must start at once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BERTH_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "berth-operator")]
+    lease_name: String,
+    /// How long the leader's lease lasts without renewal (renewed every third of it), e.g. 15s.
+    #[arg(long, default_value = "15s")]
+    lease_duration: String,
+    /// This replica's identity in the Lease; default: host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AgentMode {
+    Off,
+    Process,
+}
+
+impl RunArgs {
+    fn platform_source(&self) -> Result<Option<berth_engine::source::GitSource>, String> {
+        use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
+        let Some(repo) = &self.platform_repo else {
+            return Ok(None);
+        };
+        let url = validate_url(repo)?;
+        let auth = Auth::from_flags(
+            &url,
+            self.platform_username.as_deref(),
+            self.platform_password_file.as_deref(),
+            self.platform_ssh_key.as_deref(),
+            self.platform_known_hosts.as_deref(),
+        )?;
+        Ok(Some(GitSource {
+            url,
+            branch: self.platform_branch.clone(),
+            cache_dir: self.cache_dir.join("platform"),
+            auth,
+            ca_file: self.platform_ca_file.clone(),
+            timeout: std::time::Duration::from_secs(30),
+            limits: TreeLimits::default(),
+            ssh_program: "ssh".into(),
+        }))
+    }
+
+    fn interval(&self) -> Result<std::time::Duration, String> {
+        parse_duration(&self.platform_interval).map_err(|e| format!("--platform-interval: {e}"))
+    }
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    match start(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(%error, "berth-operator run");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(args: RunArgs) -> Result<ExitCode, String> {
+    let source = args.platform_source()?;
+    let interval = args.interval()?;
+    let lease_duration =
+        parse_duration(&args.lease_duration).map_err(|e| format!("--lease-duration: {e}"))?;
+    let metrics = Arc::new(OperatorMetrics::default());
+    let (client, version) = cluster::connect(Some(metrics.api_requests.clone()))
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    tracing::info!(%version, "connected to the Kubernetes API server");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    if args.metrics_addr != "off" {
+        let addr: std::net::SocketAddr = args
+            .metrics_addr
+            .parse()
+            .map_err(|e| format!("--metrics-addr {}: {e}", args.metrics_addr))?;
+        let (served, stop) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) =
+                berth_engine::metrics::serve(addr, served, stop.cancelled_owned()).await
+            {
+                tracing::error!(%error, "metrics server stopped");
+            }
+        });
+    }
+
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let lease = LeaseLock::new(
+        client.clone(),
+        &args.namespace,
+        &args.lease_name,
+        &identity,
+        lease_duration,
+    );
+    if args.leader_elect {
+        tracing::info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
+        if !lease.acquire(&shutdown).await {
+            tracing::info!("shut down before leading");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    tracing::info!(%identity, "leading");
+    metrics.set_leading(true);
+
+    // Everything below acts; it stops when `acting` is cancelled: by a signal, or by losing
+    // the lease (then the process exits non-zero, to come back as a standby).
+    let acting = shutdown.child_token();
+    let leadership = {
+        let acting = acting.clone();
+        let leader_elect = args.leader_elect;
+        tokio::spawn(async move {
+            let result = if leader_elect {
+                lease.hold(&shutdown).await
+            } else {
+                shutdown.cancelled().await;
+                Ok(())
+            };
+            acting.cancel();
+            result
+        })
+    };
+    if let Some(source) = source {
+        let sync = controllers::platform::PlatformSync {
+            client: client.clone(),
+            source,
+            dir: args.platform_dir.clone(),
+            operator_namespace: args.namespace.clone(),
+            interval,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(sync.run(acting.clone()));
+    }
+    let agents = match args.agent_mode {
+        AgentMode::Process => {
+            let agents = process_agents(&args, client.clone(), metrics.clone()).await?;
+            Some(tokio::spawn(agents.run(acting.clone())))
+        }
+        AgentMode::Off => None,
+    };
+    controllers::tenant::run(
+        controllers::tenant::Context {
+            client,
+            provision: provision::ProvisionContext {
+                operator_namespace: args.namespace.clone(),
+            },
+            metrics: metrics.clone(),
+            selector: args.tenant_selector.clone(),
+        },
+        acting.clone(),
+    )
+    .await;
+    acting.cancel();
+    if let Some(agents) = agents {
+        let _ = agents.await;
+    }
+    metrics.set_leading(false);
+    match leadership.await {
+        Ok(Err(error)) => {
+            tracing::error!(%error, "stopped acting");
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            tracing::info!("shut down");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+/// Host name and process id: unique among replicas, readable in `kubectl get lease`.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "berth-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The process-mode agent supervisor, with the API server address and CA the operator uses.
+async fn process_agents(
+    args: &RunArgs,
+    client: kube::Client,
+    metrics: Arc<OperatorMetrics>,
+) -> Result<controllers::agents::ProcessAgents, String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    let ca_pem = config.root_cert.as_ref().map(|certs| {
+        use base64::Engine;
+        certs
+            .iter()
+            .map(|der| {
+                let body = base64::engine::general_purpose::STANDARD.encode(der);
+                let lines: Vec<&str> = body
+                    .as_bytes()
+                    .chunks(64)
+                    .filter_map(|c| std::str::from_utf8(c).ok())
+                    .collect();
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    lines.join("\n")
+                )
+            })
+            .collect::<String>()
+    });
+    let program = match &args.agent_binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("berth-agent"),
+    };
+    Ok(controllers::agents::ProcessAgents {
+        client,
+        metrics,
+        selector: args.tenant_selector.clone(),
+        program,
+        state_dir: args.cache_dir.join("agents"),
+        cluster: args.cluster.clone(),
+        server: config.cluster_url.to_string(),
+        ca_pem,
+        extra_args: vec![
+            "--kustomize".into(),
+            args.kustomize.to_string_lossy().into_owned(),
+        ],
+    })
+}
