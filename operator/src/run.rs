@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Directory of the platform repository holding Tenant documents.
     #[arg(long, default_value = "tenants", env = "BERTH_PLATFORM_DIR")]
     platform_dir: String,
+    /// Directory of the platform repository holding its policy: `bundle.tar.gz`, `data.json`
+    /// and `tenants/<tenant>.json` (each optional; default: the built-in bundle, no data).
+    #[arg(long, default_value = "policies", env = "BERTH_PLATFORM_POLICY_DIR")]
+    platform_policy_dir: String,
     /// Time between platform repository syncs, e.g. 30s, 5m.
     #[arg(long, default_value = "60s", env = "BERTH_PLATFORM_INTERVAL")]
     platform_interval: String,
@@ -198,6 +202,8 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             operator_namespace: args.namespace.clone(),
             interval,
             metrics: metrics.clone(),
+            policy_dir: args.platform_policy_dir.clone(),
+            checked_bundle: tokio::sync::Mutex::new(None),
         };
         tokio::spawn(sync.run(acting.clone()));
     }
@@ -209,14 +215,12 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
         AgentMode::Off => None,
     };
     controllers::tenant::run(
-        controllers::tenant::Context {
-            client,
-            provision: provision::ProvisionContext {
-                operator_namespace: args.namespace.clone(),
-            },
-            metrics: metrics.clone(),
-            selector: args.tenant_selector.clone(),
+        client,
+        provision::ProvisionContext {
+            operator_namespace: args.namespace.clone(),
         },
+        metrics.clone(),
+        &args.tenant_selector,
         acting.clone(),
     )
     .await;
@@ -299,6 +303,7 @@ async fn process_agents(
         client,
         metrics,
         selector: args.tenant_selector.clone(),
+        operator_namespace: args.namespace.clone(),
         program,
         state_dir: args.cache_dir.join("agents"),
         cluster: args.cluster.clone(),

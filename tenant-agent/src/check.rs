@@ -48,7 +48,7 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
         None => {
             PolicyBundle::from_bytes(
                 "built-in default bundle",
-                crate::DEFAULT_BUNDLE,
+                berth_engine::policy::DEFAULT_BUNDLE,
                 options.policy_data.clone(),
             )
             .await?

@@ -14,9 +14,6 @@ use berth_engine::guard::{DEFAULT_ALLOWED_KINDS, TenantContext};
 use berth_engine::telemetry;
 use clap::{Args, Parser, Subcommand};
 
-/// The compiled default policy library (`policies/`, built by `make policies`).
-pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../../policies/bundle.tar.gz");
-
 /// Berth's tenant agent: keeps one tenant's Git repository applied in that tenant's
 /// namespaces, with every object checked by guard rails and OPA policy before apply.
 #[derive(Debug, Parser)]

@@ -30,8 +30,7 @@ use crate::policy_source::{PlatformPolicy, PolicySource};
 use crate::reconcile::{Agent, Outcome};
 use crate::{TenantArgs, exit};
 
-/// Name of the TenantSync object the agent keeps in the primary namespace.
-pub const SYNC_NAME: &str = "berth";
+pub use berth_engine::api::SYNC_NAME;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -114,7 +113,12 @@ async fn policy_source(args: &RunArgs, client: &kube::Client) -> Result<PolicySo
     let bundle = match &args.tenant.bundle {
         Some(path) => PolicyBundle::from_file(path, data).await,
         None => {
-            PolicyBundle::from_bytes("built-in default bundle", crate::DEFAULT_BUNDLE, data).await
+            PolicyBundle::from_bytes(
+                "built-in default bundle",
+                berth_engine::policy::DEFAULT_BUNDLE,
+                data,
+            )
+            .await
         }
     }
     .map_err(|e| e.to_string())?;

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::ObjectRef;
 
+/// Name of a tenant's TenantSync.
+pub const SYNC_NAME: &str = "berth";
+
 /// The sync state of one tenant, kept by its agent in the tenant's primary namespace (named
 /// `berth`). Setting `spec.syncRequestedAt` asks the agent to reconcile at once.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -87,6 +87,9 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The default library (`policies/berth`), compiled by `policies/build.sh` and committed.
+pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../../../policies/bundle.tar.gz");
+
 /// A compiled policy bundle, ready to evaluate: the module is compiled once, each evaluation
 /// gets a fresh store.
 pub struct PolicyBundle {

@@ -18,7 +18,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::OperatorMetrics;
-use crate::provision::AGENT;
+use crate::provision::{AGENT, policy_config_map_name};
 
 /// Lifetime of an agent token; it is replaced after a third of it.
 const TOKEN_SECONDS: i64 = 3600;
@@ -32,6 +32,8 @@ pub struct ProcessAgents {
     pub metrics: Arc<OperatorMetrics>,
     /// Label selector of the Tenants this operator manages ("" for all).
     pub selector: String,
+    /// Where the tenants' policy ConfigMaps live.
+    pub operator_namespace: String,
     /// The `berth-agent` program.
     pub program: PathBuf,
     /// Per-tenant directories for kubeconfigs, tokens and repository caches.
@@ -219,6 +221,12 @@ impl ProcessAgents {
             "off".into(),
             "--cache-dir".into(),
             self.dir(&name).join("cache").to_string_lossy().into_owned(),
+            "--policy-configmap".into(),
+            format!(
+                "{}/{}",
+                self.operator_namespace,
+                policy_config_map_name(&name)
+            ),
         ];
         if !tenant.spec.allowed_kinds.is_empty() {
             args.push("--allowed-kind".into());

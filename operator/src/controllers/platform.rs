@@ -2,27 +2,35 @@
 //! its tenants directory (a revision with any problem is refused whole; the applied Tenants
 //! stay) → server-side apply the Tenants → delete the Tenants a commit removed (their
 //! finalizer offboards them). The applied set and the last result are kept in the ConfigMap
-//! `berth-platform` in the operator's namespace.
+//! `berth-platform` in the operator's namespace. The revision's policy (bundle and data, see
+//! `platform::policy`) is checked too and published in the ConfigMap `berth-policy`, from which
+//! the Tenant controller gives each tenant its own copy.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use berth_engine::api::Tenant;
 use berth_engine::apply::FIELD_MANAGER;
+use berth_engine::policy::PolicyBundle;
 use berth_engine::source::GitSource;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::OperatorMetrics;
+use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, PlatformPolicy, read_policy, tenant_data_key};
 use crate::platform::{read_tenants, validate};
 
 /// The ConfigMap holding the sync's state.
 pub const STATE: &str = "berth-platform";
+/// The ConfigMap holding the platform's policy: bundle, data, and per-tenant data.
+pub const PLATFORM_POLICY: &str = "berth-policy";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
 
 /// Why a platform revision was not applied.
@@ -34,7 +42,9 @@ pub enum PlatformSyncError {
     Read(String),
     #[error("revision refused, nothing applied: {}", .0.join("; "))]
     Invalid(Vec<String>),
-    #[error("{action} Tenant {name}: {source}")]
+    #[error("revision refused, nothing applied: {0}")]
+    Policy(String),
+    #[error("{action} {name}: {source}")]
     Api {
         action: &'static str,
         name: String,
@@ -51,6 +61,10 @@ pub struct PlatformSync {
     pub operator_namespace: String,
     pub interval: Duration,
     pub metrics: Arc<OperatorMetrics>,
+    /// Directory of the repository holding the platform's policy.
+    pub policy_dir: String,
+    /// The last bundle that loaded, so an unchanged bundle is not compiled again every sync.
+    pub checked_bundle: tokio::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl PlatformSync {
@@ -92,6 +106,10 @@ impl PlatformSync {
                 problems.iter().map(ToString::to_string).collect(),
             ));
         }
+        let policy = read_policy(&revision.files, &self.policy_dir)
+            .map_err(|e| PlatformSyncError::Policy(e.to_string()))?;
+        self.check_bundle(&policy).await?;
+        self.publish_policy(&policy, &revision.commit).await?;
         let api = Api::<Tenant>::all(self.client.clone());
         let mut declared = BTreeSet::new();
         for (_, tenant) in &tenants {
@@ -110,7 +128,7 @@ impl PlatformSync {
             .await
             .map_err(|source| PlatformSyncError::Api {
                 action: "applying",
-                name: name.clone(),
+                name: format!("Tenant {name}"),
                 source,
             })?;
             declared.insert(name);
@@ -125,7 +143,7 @@ impl PlatformSync {
                 Err(source) => {
                     return Err(PlatformSyncError::Api {
                         action: "reading",
-                        name: name.clone(),
+                        name: format!("Tenant {name}"),
                         source,
                     });
                 }
@@ -135,7 +153,7 @@ impl PlatformSync {
                     .await
                     .map_err(|source| PlatformSyncError::Api {
                         action: "deleting",
-                        name: name.clone(),
+                        name: format!("Tenant {name}"),
                         source,
                     })?;
                 tracing::info!(tenant = %name, "removed from the platform repository: offboarding");
@@ -145,6 +163,66 @@ impl PlatformSync {
         self.record(Some(&revision.commit), &inventory, "applied")
             .await?;
         Ok(revision.commit)
+    }
+
+    /// Refuses a bundle that does not load as the agents would load it.
+    async fn check_bundle(&self, policy: &PlatformPolicy) -> Result<(), PlatformSyncError> {
+        let Some(bundle) = &policy.bundle else {
+            return Ok(());
+        };
+        let mut checked = self.checked_bundle.lock().await;
+        if checked.as_ref() == Some(bundle) {
+            return Ok(());
+        }
+        let path = format!("{}/{BUNDLE_KEY}", self.policy_dir.trim_matches('/'));
+        PolicyBundle::from_bytes(&path, bundle, json!({}))
+            .await
+            .map_err(|e| PlatformSyncError::Policy(e.to_string()))?;
+        *checked = Some(bundle.clone());
+        Ok(())
+    }
+
+    async fn publish_policy(
+        &self,
+        policy: &PlatformPolicy,
+        commit: &str,
+    ) -> Result<(), PlatformSyncError> {
+        let mut data = BTreeMap::from([(DATA_KEY.to_owned(), policy.data.clone())]);
+        for (tenant, text) in &policy.tenant_data {
+            data.insert(tenant_data_key(tenant), text.clone());
+        }
+        let binary_data = policy
+            .bundle
+            .as_ref()
+            .map(|b| BTreeMap::from([(BUNDLE_KEY.to_owned(), ByteString(b.clone()))]));
+        let config_map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(PLATFORM_POLICY.into()),
+                namespace: Some(self.operator_namespace.clone()),
+                labels: Some(BTreeMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into())])),
+                annotations: Some(BTreeMap::from([(
+                    "berth.dev/platform-revision".into(),
+                    commit.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            binary_data,
+            ..ConfigMap::default()
+        };
+        Api::<ConfigMap>::namespaced(self.client.clone(), &self.operator_namespace)
+            .patch(
+                PLATFORM_POLICY,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&config_map),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| PlatformSyncError::Api {
+                action: "publishing the policy in",
+                name: format!("ConfigMap {PLATFORM_POLICY}"),
+                source,
+            })
     }
 
     /// Tenants the last applied revision declared.
@@ -190,8 +268,8 @@ impl PlatformSync {
             )
             .await
             .map_err(|source| PlatformSyncError::Api {
-                action: "recording the sync of",
-                name: STATE.into(),
+                action: "recording the sync in",
+                name: format!("ConfigMap {STATE}"),
                 source,
             })?;
         }

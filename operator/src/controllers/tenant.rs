@@ -6,29 +6,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_engine::api::{Tenant, TenantSync};
+use berth_engine::api::{SYNC_NAME, Tenant, TenantSync};
 use berth_engine::apply::FIELD_MANAGER;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::platform::PLATFORM_POLICY;
 use super::tenant_status::{Decided, decided, derive};
 use crate::metrics::OperatorMetrics;
-use crate::provision::{self, ProvisionContext, ProvisionError};
+use crate::provision::{self, ProvisionContext, ProvisionError, TENANT_LABEL};
 
 /// Finalizer that offboards a Tenant before it goes.
 pub const FINALIZER: &str = "berth.dev/offboard";
+/// Provisioned objects are re-applied this often, correcting drift.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Field manager of the TenantSync the operator creates (the agent owns its status).
+const SYNC_MANAGER: &str = "berth-operator";
+
 /// Annotation that keeps a removed tenant's namespaces.
 pub const KEEP_NAMESPACES: &str = "berth.dev/keep-namespaces";
 
@@ -58,40 +66,69 @@ impl TenantError {
     }
 }
 
-pub struct Context {
-    pub client: Client,
-    pub provision: ProvisionContext,
-    pub metrics: Arc<OperatorMetrics>,
-    /// Label selector of the Tenants this operator manages ("" for all).
-    pub selector: String,
+struct Context {
+    client: Client,
+    provision: ProvisionContext,
+    /// The platform policy ConfigMap, as last seen.
+    policy: reflector::Store<ConfigMap>,
 }
 
-/// Runs the controller until `stop`, letting running reconciles finish.
-pub async fn run(context: Context, stop: CancellationToken) {
-    let tenants = Api::<Tenant>::all(context.client.clone());
-    let metrics = context.metrics.clone();
-    Controller::new(
-        tenants,
-        watcher::Config::default().labels(&context.selector),
+/// Runs the controller until `stop`, letting running reconciles finish. A Tenant is
+/// reconciled when it changes, when its agent's TenantSync changes (its status is mirrored),
+/// when the platform policy changes (every tenant gets the new copy), and every few minutes
+/// (drift of the provisioned objects is corrected).
+pub async fn run(
+    client: Client,
+    provision: ProvisionContext,
+    metrics: Arc<OperatorMetrics>,
+    selector: &str,
+    stop: CancellationToken,
+) {
+    let tenants = Api::<Tenant>::all(client.clone());
+    let (policy, policy_writer) = reflector::store::<ConfigMap>();
+    let policy_changes = reflector(
+        policy_writer,
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &provision.operator_namespace),
+            watcher::Config::default().fields(&format!("metadata.name={PLATFORM_POLICY}")),
+        ),
     )
-    .graceful_shutdown_on(stop.cancelled_owned())
-    .run(reconcile, error_policy, Arc::new(context))
-    .for_each(|result| {
-        let metrics = metrics.clone();
-        async move {
-            match result {
-                Ok((object, _)) => {
-                    OperatorMetrics::count(&metrics.tenant_reconciles, "ok");
-                    tracing::debug!(tenant = %object.name, "reconciled");
-                }
-                Err(error) => {
-                    OperatorMetrics::count(&metrics.tenant_reconciles, "error");
-                    tracing::warn!(%error, "tenant reconcile failed");
+    .touched_objects()
+    .filter_map(|event| async move { event.ok().map(|_| ()) });
+    let context = Context {
+        client: client.clone(),
+        provision,
+        policy,
+    };
+    Controller::new(tenants, watcher::Config::default().labels(selector))
+        .watches(
+            Api::<TenantSync>::all(client),
+            watcher::Config::default().labels(TENANT_LABEL),
+            |sync| {
+                sync.labels()
+                    .get(TENANT_LABEL)
+                    .map(|tenant| ObjectRef::<Tenant>::new(tenant))
+            },
+        )
+        .reconcile_all_on(policy_changes)
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconcile, error_policy, Arc::new(context))
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => {
+                        OperatorMetrics::count(&metrics.tenant_reconciles, "ok");
+                        tracing::debug!(tenant = %object.name, "reconciled");
+                    }
+                    Err(error) => {
+                        OperatorMetrics::count(&metrics.tenant_reconciles, "error");
+                        tracing::warn!(%error, "tenant reconcile failed");
+                    }
                 }
             }
-        }
-    })
-    .await;
+        })
+        .await;
 }
 
 async fn reconcile(
@@ -153,6 +190,10 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
         Ok(desired) => apply_all(&context.client, &desired).await,
         Err(e) => Err(TenantError::from(e)),
     };
+    let outcome = match outcome {
+        Ok(()) => apply_agent_inputs(tenant, context).await,
+        Err(e) => Err(e),
+    };
     let provisioned = match &outcome {
         Ok(()) => decided(
             "Provisioned",
@@ -164,8 +205,7 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
     };
     set_status(tenant, context, provisioned).await?;
     match outcome {
-        // Soon again: the agent's reports are mirrored into the Tenant's status.
-        Ok(()) => Ok(Action::requeue(Duration::from_secs(10))),
+        Ok(()) => Ok(Action::requeue(RESYNC)),
         // Invalid spec: wait for the next change of the Tenant.
         Err(TenantError::Invalid(e)) => {
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "invalid tenant");
@@ -199,6 +239,35 @@ async fn apply_all(client: &Client, desired: &provision::Desired) -> Result<(), 
     Ok(())
 }
 
+/// What the tenant's agent reads besides its repository: its policy copy and the TenantSync
+/// it reports in (labelled, so its changes find their Tenant).
+async fn apply_agent_inputs(tenant: &Tenant, context: &Context) -> Result<(), TenantError> {
+    let name = tenant.name_any();
+    let ns = &context.provision.operator_namespace;
+    let platform = context
+        .policy
+        .get(&ObjectRef::new(PLATFORM_POLICY).within(ns));
+    let policy = provision::tenant_policy(&name, ns, platform.as_deref());
+    apply_namespaced::<ConfigMap>(&context.client, &policy).await?;
+    let primary = tenant.primary_namespace();
+    let sync = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "TenantSync",
+        "metadata": {"name": SYNC_NAME, "namespace": primary, "labels": {TENANT_LABEL: name}},
+        "spec": {}});
+    Api::<TenantSync>::namespaced(context.client.clone(), &primary)
+        .patch(
+            SYNC_NAME,
+            &PatchParams::apply(SYNC_MANAGER).force(),
+            &Patch::Apply(&sync),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| TenantError::Api {
+            action: "applying",
+            object: format!("TenantSync {primary}/{SYNC_NAME}"),
+            source,
+        })
+}
+
 async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
     let name = tenant.name_any();
     let keep = tenant
@@ -221,10 +290,14 @@ async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantEr
             }
         }
     }
-    // The tenant's access to its policy lives in the operator's namespace.
-    let access = format!("berth-policy-{name}");
+    // The tenant's policy and access to it live in the operator's namespace.
+    let access = provision::policy_config_map_name(&name);
     let ns = &context.provision.operator_namespace;
     for result in [
+        Api::<ConfigMap>::namespaced(context.client.clone(), ns)
+            .delete(&access, &DeleteParams::default())
+            .await
+            .map(|_| ()),
         Api::<RoleBinding>::namespaced(context.client.clone(), ns)
             .delete(&access, &DeleteParams::default())
             .await
@@ -259,7 +332,7 @@ async fn set_status(
     let name = tenant.name_any();
     let primary = tenant.primary_namespace();
     let sync = Api::<TenantSync>::namespaced(context.client.clone(), &primary)
-        .get_opt("berth")
+        .get_opt(SYNC_NAME)
         .await
         .ok()
         .flatten()

@@ -1,7 +1,9 @@
 //! The platform repository's side of the operator: reading Tenant documents from a revision's
 //! `tenants/` directory and validating them together (the validate step of platform-repo sync,
-//! also run by `berth-operator validate` in the platform team's CI).
+//! also run by `berth-operator validate` in the platform team's CI), and reading the platform's
+//! own policy bundle and data.
 
+pub mod policy;
 mod validate;
 
 use berth_engine::api::Tenant;

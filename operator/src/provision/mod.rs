@@ -3,6 +3,7 @@
 //! quota, limits, network isolation, read access to its policy). The controller applies them
 //! with server-side apply.
 
+mod policy;
 mod rbac;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde_json::json;
 
+pub use policy::{policy_config_map_name, tenant_policy};
 pub use rbac::{AGENT, agent_rules};
 
 /// Label on everything provisioned for a tenant.
@@ -57,11 +59,6 @@ fn typed<T: serde::de::DeserializeOwned>(
         object: object.to_owned(),
         reason: e.to_string(),
     })
-}
-
-/// Policy ConfigMap of a tenant, in the operator's namespace.
-pub fn policy_config_map_name(tenant: &str) -> String {
-    format!("berth-policy-{tenant}")
 }
 
 /// Builds the tenant's objects. Pure: the same Tenant always gives the same objects.
