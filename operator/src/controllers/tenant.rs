@@ -121,6 +121,10 @@ pub async fn run(
                         OperatorMetrics::count(&metrics.tenant_reconciles, "ok");
                         tracing::debug!(tenant = %object.name, "reconciled");
                     }
+                    // A TenantSync of a Tenant this operator does not manage (another shard's).
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        tracing::debug!(tenant = %object.name, "not managed here");
+                    }
                     Err(error) => {
                         OperatorMetrics::count(&metrics.tenant_reconciles, "error");
                         tracing::warn!(%error, "tenant reconcile failed");
