@@ -14,6 +14,7 @@ use crate::controllers;
 use crate::leader::LeaseLock;
 use crate::metrics::OperatorMetrics;
 use crate::provision;
+use crate::provision::agent::DeploymentSettings;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -50,7 +51,8 @@ pub struct RunArgs {
     /// Directory of the platform repository cache (and, in process mode, the agents' state).
     #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
     cache_dir: PathBuf,
-    /// How tenant agents run: `process` (child processes, the local mode) or `off`.
+    /// How tenant agents run: `deployment` (one Deployment per tenant, in its primary
+    /// namespace), `process` (child processes, the local mode) or `off`.
     #[arg(long, value_enum, default_value_t = AgentMode::Off, env = "BERTH_AGENT_MODE")]
     agent_mode: AgentMode,
     /// Manage only the Tenants matching this label selector (e.g. `shard=a`), to split tenants
@@ -60,6 +62,9 @@ pub struct RunArgs {
     /// This cluster's name, selecting Tenants' per-cluster branch/path overrides.
     #[arg(long, default_value = "default", env = "BERTH_CLUSTER")]
     cluster: String,
+    /// The agent's container image (deployment mode).
+    #[arg(long, default_value = concat!("ghcr.io/berth-dev/berth-agent:", env!("CARGO_PKG_VERSION")), env = "BERTH_AGENT_IMAGE")]
+    agent_image: String,
     /// The berth-agent program (process mode); default: beside berth-operator.
     #[arg(long)]
     agent_binary: Option<PathBuf>,
@@ -88,6 +93,7 @@ pub struct RunArgs {
 enum AgentMode {
     Off,
     Process,
+    Deployment,
 }
 
 impl RunArgs {
@@ -212,15 +218,22 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             let agents = process_agents(&args, client.clone(), metrics.clone()).await?;
             Some(tokio::spawn(agents.run(acting.clone())))
         }
-        AgentMode::Off => None,
+        AgentMode::Deployment | AgentMode::Off => None,
     };
+    let deployment = (args.agent_mode == AgentMode::Deployment).then(|| DeploymentSettings {
+        image: args.agent_image.clone(),
+        cluster: args.cluster.clone(),
+    });
     controllers::tenant::run(
-        client,
-        provision::ProvisionContext {
-            operator_namespace: args.namespace.clone(),
+        controllers::tenant::Settings {
+            client,
+            provision: provision::ProvisionContext {
+                operator_namespace: args.namespace.clone(),
+            },
+            metrics: metrics.clone(),
+            selector: args.tenant_selector.clone(),
+            deployment,
         },
-        metrics.clone(),
-        &args.tenant_selector,
         acting.clone(),
     )
     .await;

@@ -8,4 +8,5 @@ mod operator;
 mod policy;
 mod provision;
 mod support;
+mod tenancy;
 mod transport;

@@ -25,6 +25,15 @@ pub async fn service_account_token(
         ..ServiceAccount::default()
     };
     accounts.create(&PostParams::default(), &sa).await?;
+    service_account_token_for(client, ns, name).await
+}
+
+/// A short-lived token for an existing ServiceAccount (what the operator gives an agent).
+pub async fn service_account_token_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<String, kube::Error> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(600),
@@ -32,7 +41,7 @@ pub async fn service_account_token(
         }),
         ..TokenRequest::default()
     };
-    let issued: TokenRequest = accounts
+    let issued: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .create_subresource("token", name, &PostParams::default(), &request)
         .await?;
     Ok(issued.status.and_then(|s| s.token).unwrap_or_default())

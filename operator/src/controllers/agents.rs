@@ -4,7 +4,7 @@
 //! Crashed agents are restarted with backoff; agents of removed or suspended tenants stopped.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,9 @@ use kube::{Api, Client, ResourceExt};
 
 use tokio_util::sync::CancellationToken;
 
+use super::tenant::read_credentials;
 use crate::metrics::OperatorMetrics;
+use crate::provision::agent::{USERNAME_KEY, credential_flags};
 use crate::provision::{AGENT, policy_config_map_name};
 
 /// Lifetime of an agent token; it is replaced after a third of it.
@@ -131,69 +133,109 @@ impl ProcessAgents {
             }
         }
         for (name, tenant) in wanted {
-            let args = self.arguments(tenant);
-            let fingerprint = args.join(" ");
-            let restart = match running.get_mut(&name) {
-                None => true,
-                // Changed settings: the old process stops when its entry is replaced below.
-                Some(agent) if agent.fingerprint != fingerprint => true,
-                Some(agent) => match agent.child.try_wait() {
-                    Ok(None) => {
-                        if agent.token_written.elapsed() > TOKEN_REFRESH {
-                            self.write_token(tenant).await?;
-                            agent.token_written = Instant::now();
-                        }
-                        false
-                    }
-                    _ => {
-                        let backoff =
-                            Duration::from_secs(2u64.saturating_pow(agent.failures.min(8)))
-                                .min(MAX_BACKOFF);
-                        if agent.started.elapsed() < backoff {
-                            continue;
-                        }
-                        tracing::warn!(tenant = %name, failures = agent.failures + 1, "agent exited; restarting");
-                        self.metrics.agent_restarts.inc();
-                        true
-                    }
-                },
-            };
-            if !restart {
-                continue;
+            // One tenant's trouble (a missing Secret, say) does not hold up the others.
+            if let Err(error) = self.ensure(&name, tenant, running).await {
+                tracing::warn!(tenant = %name, %error, "agent not started");
             }
-            // The old process (if any) stops here, before its successor starts.
-            let failures = match running.remove(&name) {
-                Some(old) if old.fingerprint == fingerprint => old.failures + 1,
-                Some(old) => {
-                    old.stop().await;
-                    0
-                }
-                None => 0,
-            };
-            self.write_token(tenant).await?;
-            let child = Command::new(&self.program)
-                .args(&args)
-                .arg("--exit-on-stdin-eof")
-                // Held open by the operator: when it dies, even by SIGKILL, the agent sees EOF.
-                .stdin(Stdio::piped())
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("KUBECONFIG", self.dir(&name).join("kubeconfig"))
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", self.program.display()))?;
-            tracing::info!(tenant = %name, pid = child.id(), "agent started");
-            running.insert(
-                name,
-                Running {
-                    child,
-                    fingerprint,
-                    token_written: Instant::now(),
-                    started: Instant::now(),
-                    failures,
-                },
-            );
         }
         Ok(())
+    }
+
+    /// Starts the tenant's agent if it is not running with its current settings, restarts it
+    /// after an exit (with backoff), and refreshes its token and credentials in time.
+    async fn ensure(
+        &self,
+        name: &str,
+        tenant: &Tenant,
+        running: &mut BTreeMap<String, Running>,
+    ) -> Result<(), String> {
+        let args = self.arguments(tenant);
+        let fingerprint = args.join(" ");
+        if let Some(agent) = running.get_mut(name) {
+            // Changed settings: the old process is stopped below.
+            if agent.fingerprint == fingerprint {
+                if let Ok(None) = agent.child.try_wait() {
+                    if agent.token_written.elapsed() > TOKEN_REFRESH {
+                        self.write_token(tenant).await?;
+                        self.write_credentials(tenant).await?;
+                        agent.token_written = Instant::now();
+                    }
+                    return Ok(());
+                }
+                let backoff = Duration::from_secs(2u64.saturating_pow(agent.failures.min(8)))
+                    .min(MAX_BACKOFF);
+                if agent.started.elapsed() < backoff {
+                    return Ok(());
+                }
+                tracing::warn!(tenant = %name, failures = agent.failures + 1, "agent exited; restarting");
+                self.metrics.agent_restarts.inc();
+            }
+        }
+        // The old process (if any) stops here, before its successor starts.
+        let failures = match running.remove(name) {
+            Some(old) if old.fingerprint == fingerprint => old.failures + 1,
+            Some(old) => {
+                old.stop().await;
+                0
+            }
+            None => 0,
+        };
+        self.write_token(tenant).await?;
+        let credentials = self.write_credentials(tenant).await?;
+        let child = Command::new(&self.program)
+            .args(&args)
+            .args(&credentials)
+            .arg("--exit-on-stdin-eof")
+            // Held open by the operator: when it dies, even by SIGKILL, the agent sees EOF.
+            .stdin(Stdio::piped())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", self.dir(name).join("kubeconfig"))
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.program.display()))?;
+        tracing::info!(tenant = %name, pid = child.id(), "agent started");
+        running.insert(
+            name.to_owned(),
+            Running {
+                child,
+                fingerprint,
+                token_written: Instant::now(),
+                started: Instant::now(),
+                failures,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes the tenant's credentials (its Secret in the operator's namespace) as files only
+    /// its agent's directory holds, returning the flags that pass them.
+    async fn write_credentials(&self, tenant: &Tenant) -> Result<Vec<String>, String> {
+        let Some(secret) = read_credentials(&self.client, &self.operator_namespace, tenant)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(Vec::new());
+        };
+        let secret_name = tenant
+            .spec
+            .source
+            .credentials_secret
+            .clone()
+            .unwrap_or_default();
+        let data = secret.data.unwrap_or_default();
+        let dir = self.dir(&tenant.name_any()).join("git");
+        let mut flags = credential_flags(&secret_name, data.keys(), &dir.to_string_lossy())
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (key, value) in &data {
+            if key == USERNAME_KEY {
+                flags.push("--username".into());
+                flags.push(String::from_utf8_lossy(&value.0).trim().to_owned());
+            } else {
+                write_private(&dir, key, &value.0)?;
+            }
+        }
+        Ok(flags)
     }
 
     fn dir(&self, tenant: &str) -> PathBuf {
@@ -257,13 +299,7 @@ impl ProcessAgents {
             .ok_or("TokenRequest returned no token")?;
         let dir = self.dir(&name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let write = |file: &str, content: &str| -> Result<(), String> {
-            let path = dir.join(file);
-            let temp = dir.join(format!(".{file}"));
-            std::fs::write(&temp, content).map_err(|e| format!("{}: {e}", temp.display()))?;
-            std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        write("token", &token)?;
+        write_private(&dir, "token", token.as_bytes())?;
         let ca = self
             .ca_pem
             .as_ref()
@@ -276,15 +312,36 @@ impl ProcessAgents {
             })
             .unwrap_or_default();
         let token_path = dir.join("token");
-        write(
+        write_private(
+            &dir,
             "kubeconfig",
-            &format!(
+            format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n    server: {}\n{ca}users:\n- name: agent\n  user:\n    tokenFile: {}\ncontexts:\n- name: agent\n  context: {{cluster: cluster, user: agent}}\ncurrent-context: agent\n",
                 self.server,
                 token_path.display()
-            ),
+            )
+            .as_bytes(),
         )
     }
+}
+
+/// Writes `content` to `dir/file`, readable by the operator's user only, replacing any previous
+/// file at once (written aside and renamed, so an agent never reads half a token).
+fn write_private(dir: &Path, file: &str, content: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(file);
+    let temp = dir.join(format!(".{file}"));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| format!("{}: {e}", temp.display()))?;
+    out.write_all(content)
+        .map_err(|e| format!("{}: {e}", temp.display()))?;
+    std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn provisioned(tenant: &Tenant) -> bool {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use berth_engine::api::{SYNC_NAME, Tenant, TenantSync};
 use berth_engine::apply::FIELD_MANAGER;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::platform::PLATFORM_POLICY;
 use super::tenant_status::{Decided, decided, derive};
 use crate::metrics::OperatorMetrics;
+use crate::provision::agent::{self, DeploymentSettings};
 use crate::provision::{self, ProvisionContext, ProvisionError, TENANT_LABEL};
 
 /// Finalizer that offboards a Tenant before it goes.
@@ -66,9 +68,21 @@ impl TenantError {
     }
 }
 
+/// What the Tenant controller needs to run.
+pub struct Settings {
+    pub client: Client,
+    pub provision: ProvisionContext,
+    pub metrics: Arc<OperatorMetrics>,
+    /// Label selector of the Tenants this operator manages ("" for all).
+    pub selector: String,
+    /// Set when agents run as Deployments (`--agent-mode deployment`).
+    pub deployment: Option<DeploymentSettings>,
+}
+
 struct Context {
     client: Client,
     provision: ProvisionContext,
+    deployment: Option<DeploymentSettings>,
     /// The platform policy ConfigMap, as last seen.
     policy: reflector::Store<ConfigMap>,
 }
@@ -77,13 +91,14 @@ struct Context {
 /// reconciled when it changes, when its agent's TenantSync changes (its status is mirrored),
 /// when the platform policy changes (every tenant gets the new copy), and every few minutes
 /// (drift of the provisioned objects is corrected).
-pub async fn run(
-    client: Client,
-    provision: ProvisionContext,
-    metrics: Arc<OperatorMetrics>,
-    selector: &str,
-    stop: CancellationToken,
-) {
+pub async fn run(settings: Settings, stop: CancellationToken) {
+    let Settings {
+        client,
+        provision,
+        metrics,
+        selector,
+        deployment,
+    } = settings;
     let tenants = Api::<Tenant>::all(client.clone());
     let (policy, policy_writer) = reflector::store::<ConfigMap>();
     let policy_changes = reflector(
@@ -98,9 +113,10 @@ pub async fn run(
     let context = Context {
         client: client.clone(),
         provision,
+        deployment,
         policy,
     };
-    Controller::new(tenants, watcher::Config::default().labels(selector))
+    Controller::new(tenants, watcher::Config::default().labels(&selector))
         .watches(
             Api::<TenantSync>::all(client),
             watcher::Config::default().labels(TENANT_LABEL),
@@ -210,6 +226,11 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
     set_status(tenant, context, provisioned).await?;
     match outcome {
         Ok(()) => Ok(Action::requeue(RESYNC)),
+        // The credentials Secret may be created or mended without the Tenant changing.
+        Err(TenantError::Invalid(e @ ProvisionError::Credentials { .. })) => {
+            tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for its credentials");
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
         // Invalid spec: wait for the next change of the Tenant.
         Err(TenantError::Invalid(e)) => {
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "invalid tenant");
@@ -254,6 +275,15 @@ async fn apply_agent_inputs(tenant: &Tenant, context: &Context) -> Result<(), Te
     let policy = provision::tenant_policy(&name, ns, platform.as_deref());
     apply_namespaced::<ConfigMap>(&context.client, &policy).await?;
     let primary = tenant.primary_namespace();
+    if let Some(settings) = &context.deployment {
+        let credentials = read_credentials(&context.client, ns, tenant).await?;
+        if let Some(source) = &credentials {
+            apply_namespaced::<Secret>(&context.client, &agent::agent_secret(tenant, source)?)
+                .await?;
+        }
+        let deployment = agent::agent_deployment(tenant, settings, ns, credentials.as_ref())?;
+        apply_namespaced::<Deployment>(&context.client, &deployment).await?;
+    }
     let sync = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "TenantSync",
         "metadata": {"name": SYNC_NAME, "namespace": primary, "labels": {TENANT_LABEL: name}},
         "spec": {}});
@@ -272,59 +302,81 @@ async fn apply_agent_inputs(tenant: &Tenant, context: &Context) -> Result<(), Te
         })
 }
 
+/// The tenant's credentials Secret in the operator's namespace, if it declares one.
+pub async fn read_credentials(
+    client: &Client,
+    ns: &str,
+    tenant: &Tenant,
+) -> Result<Option<Secret>, TenantError> {
+    let Some(name) = &tenant.spec.source.credentials_secret else {
+        return Ok(None);
+    };
+    match Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+    {
+        Ok(Some(secret)) => Ok(Some(secret)),
+        Ok(None) => Err(TenantError::Invalid(ProvisionError::Credentials {
+            secret: name.clone(),
+            reason: format!("not found in namespace {ns}"),
+        })),
+        Err(source) => Err(TenantError::Api {
+            action: "reading",
+            object: format!("Secret {ns}/{name}"),
+            source,
+        }),
+    }
+}
+
 async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
     let name = tenant.name_any();
+    let client = &context.client;
     let keep = tenant
         .annotations()
         .get(KEEP_NAMESPACES)
         .is_some_and(|v| v == "true");
-    if !keep {
-        let namespaces = Api::<Namespace>::all(context.client.clone());
+    if keep {
+        // The namespaces stay with what the tenant deployed, but its agent goes.
+        let primary = tenant.primary_namespace();
+        delete(
+            Api::<Deployment>::namespaced(client.clone(), &primary),
+            provision::AGENT,
+        )
+        .await?;
+        delete(
+            Api::<Secret>::namespaced(client.clone(), &primary),
+            agent::AGENT_GIT_SECRET,
+        )
+        .await?;
+    } else {
         for ns in tenant.namespaces() {
-            match namespaces.delete(&ns, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(TenantError::Api {
-                        action: "deleting",
-                        object: format!("Namespace {ns}"),
-                        source,
-                    });
-                }
-            }
+            delete(Api::<Namespace>::all(client.clone()), &ns).await?;
         }
     }
     // The tenant's policy and access to it live in the operator's namespace.
     let access = provision::policy_config_map_name(&name);
     let ns = &context.provision.operator_namespace;
-    for result in [
-        Api::<ConfigMap>::namespaced(context.client.clone(), ns)
-            .delete(&access, &DeleteParams::default())
-            .await
-            .map(|_| ()),
-        Api::<RoleBinding>::namespaced(context.client.clone(), ns)
-            .delete(&access, &DeleteParams::default())
-            .await
-            .map(|_| ()),
-        Api::<Role>::namespaced(context.client.clone(), ns)
-            .delete(&access, &DeleteParams::default())
-            .await
-            .map(|_| ()),
-    ] {
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => {
-                return Err(TenantError::Api {
-                    action: "deleting",
-                    object: format!("policy access {access}"),
-                    source,
-                });
-            }
-        }
-    }
+    delete(Api::<ConfigMap>::namespaced(client.clone(), ns), &access).await?;
+    delete(Api::<RoleBinding>::namespaced(client.clone(), ns), &access).await?;
+    delete(Api::<Role>::namespaced(client.clone(), ns), &access).await?;
     tracing::info!(tenant = %name, kept_namespaces = keep, "offboarded");
     Ok(Action::await_change())
+}
+
+/// Deletes an object in the background; one already gone is fine.
+async fn delete<K>(api: Api<K>, name: &str) -> Result<(), TenantError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(TenantError::Api {
+            action: "deleting",
+            object: format!("{} {name}", K::kind(&())),
+            source,
+        }),
+    }
 }
 
 /// Writes the derived status (with what the agent reported in its TenantSync) if it changed.

@@ -38,7 +38,7 @@ pub fn derive(
             let synced = match s.result {
                 SyncResult::Applied => decided("Synced", "True", "Applied", &s.message),
                 SyncResult::Refused => decided("Synced", "False", "Refused", &s.message),
-                SyncResult::Failed => decided("Synced", "False", "Failed", &s.message),
+                SyncResult::Failed => decided("Synced", "False", failure(&s.message), &s.message),
             };
             let compliant = if s.result == SyncResult::Refused {
                 decided("PolicyCompliant", "False", "Refused", &s.message)
@@ -86,6 +86,16 @@ pub fn derive(
         last_applied_revision: sync.and_then(|s| s.last_applied_revision.clone()),
         objects: sync.map_or(0, |s| s.counts.objects),
         refused: sync.map_or(0, |s| s.counts.refused),
+    }
+}
+
+/// The reason of a failed sync: the causes a tenant can fix itself get their own.
+fn failure(message: &str) -> &'static str {
+    // The API server's ResourceQuota admission message, stable across versions.
+    if message.contains("exceeded quota") {
+        "QuotaExceeded"
+    } else {
+        "Failed"
     }
 }
 
@@ -169,5 +179,28 @@ mod tests {
             "t",
         );
         assert_eq!(ready(&failed), ("False", "NotProvisioned"));
+    }
+
+    #[test]
+    fn a_quota_the_apiserver_enforced_is_named_as_the_reason() {
+        let failed = TenantSyncStatus {
+            result: SyncResult::Failed,
+            message:
+                "applying ConfigMap t/c: configmaps \"c\" is forbidden: exceeded quota: berth-quota"
+                    .into(),
+            ..TenantSyncStatus::default()
+        };
+        let provisioned = decided("Provisioned", "True", "Provisioned", "ok");
+        let status = derive(None, None, provisioned, Some(&failed), "t");
+        let synced = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced")
+            .unwrap();
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "QuotaExceeded")
+        );
+        assert!(synced.message.contains("exceeded quota: berth-quota"));
     }
 }

@@ -3,6 +3,7 @@
 //! quota, limits, network isolation, read access to its policy). The controller applies them
 //! with server-side apply.
 
+pub mod agent;
 mod policy;
 mod rbac;
 
@@ -37,6 +38,8 @@ pub enum ProvisionError {
     UnknownKind(String),
     #[error("building {object}: {reason}")]
     Build { object: String, reason: String },
+    #[error("credentials Secret {secret}: {reason}")]
+    Credentials { secret: String, reason: String },
 }
 
 /// Everything a tenant's berth consists of.
