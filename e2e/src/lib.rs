@@ -19,7 +19,7 @@ pub use git::TestRepo;
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, metric};
 pub use namespace::{TestNamespace, in_namespace};
-pub use operator::{E2E_LABEL, TestOperator, tenant_document};
+pub use operator::{E2E_LABEL, TestOperator, agent_processes, tenant_document};
 pub use tenant::{
     BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,
     provision_tenant, token_kubeconfig,

@@ -81,3 +81,27 @@ pub fn tenant_document(test_namespace: &str, name: &str, spec_yaml: &str) -> Str
         "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n  labels: {{{E2E_LABEL}: {test_namespace}}}\nspec:\n{spec_yaml}"
     )
 }
+
+/// Running agents of `tenant` as (pid, parent pid).
+pub fn agent_processes(tenant: &str) -> Vec<(u32, u32)> {
+    let out = Command::new("pgrep")
+        .args(["-f", "--", &format!("--tenant {tenant} ")])
+        .output()
+        .expect("pgrep");
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "pgrep failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The fields after the command name (which may hold spaces) follow its ") ".
+            let after = stat.rsplit_once(") ")?.1;
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}

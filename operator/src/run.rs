@@ -210,6 +210,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             metrics: metrics.clone(),
             policy_dir: args.platform_policy_dir.clone(),
             checked_bundle: tokio::sync::Mutex::new(None),
+            last_applied: tokio::sync::Mutex::new(None),
         };
         tokio::spawn(sync.run(acting.clone()));
     }

@@ -4,6 +4,7 @@
 mod agent;
 mod audit;
 mod control_plane;
+mod leader;
 mod operator;
 mod policy;
 mod provision;

@@ -3,10 +3,9 @@
 //! the platform repository's tenants are onboarded by a commit, a revision with a problem is
 //! refused whole, and removing a tenant from Git offboards it.
 
-use std::process::Command;
 use std::time::Duration;
 
-use berth_e2e::{E2E_LABEL, TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
+use berth_e2e::{E2E_LABEL, TestOperator, agent_processes, TestRepo, in_namespace, install_crds, tenant_document};
 use berth_engine::api::Tenant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
@@ -219,6 +218,8 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             .map(|c| c.status.clone());
         assert_eq!(compliant.as_deref(), Some("True"));
 
+        assert_eq!(agent_processes(&tenant).len(), 1, "one agent runs for the tenant");
+
         // Removing it from the platform repository stops its agent and deletes its namespace.
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));
         platform_repo.commit("offboard");
@@ -229,10 +230,8 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             || async { matches!(namespaces.get_opt(&tenant).await, Ok(None)).then_some(()) },
         )
         .await?;
-        let pattern = format!("--tenant {tenant} ");
         eventually("the agent to stop", Duration::from_secs(30), || async {
-            let out = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
-            (!out.status.success()).then_some(())
+            agent_processes(&tenant).is_empty().then_some(())
         })
         .await?;
         Ok(())

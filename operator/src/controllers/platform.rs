@@ -27,6 +27,9 @@ use crate::metrics::OperatorMetrics;
 use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, PlatformPolicy, read_policy, tenant_data_key};
 use crate::platform::{read_tenants, validate};
 
+/// An unchanged platform commit is applied again after this long, correcting drift.
+const REAPPLY: Duration = Duration::from_secs(300);
+
 /// The ConfigMap holding the sync's state.
 pub const STATE: &str = "berth-platform";
 /// The ConfigMap holding the platform's policy: bundle, data, and per-tenant data.
@@ -63,6 +66,8 @@ pub struct PlatformSync {
     pub metrics: Arc<OperatorMetrics>,
     /// Directory of the repository holding the platform's policy.
     pub policy_dir: String,
+    /// The commit applied last and when: re-applied only after `REAPPLY` (to correct drift).
+    pub last_applied: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
     /// The last bundle that loaded, so an unchanged bundle is not compiled again every sync.
     pub checked_bundle: tokio::sync::Mutex<Option<Vec<u8>>>,
 }
@@ -74,10 +79,11 @@ impl PlatformSync {
             // A sync is not cut short by `stop`: its writes are idempotent, but a half-done
             // one would only be finished by the next leader.
             match self.sync().await {
-                Ok(revision) => {
+                Ok(Some(revision)) => {
                     OperatorMetrics::count(&self.metrics.platform_syncs, "applied");
                     tracing::info!(%revision, "platform repository applied");
                 }
+                Ok(None) => tracing::debug!("platform repository unchanged"),
                 Err(error) => {
                     OperatorMetrics::count(&self.metrics.platform_syncs, "refused");
                     tracing::warn!(%error, "platform repository not applied");
@@ -91,13 +97,23 @@ impl PlatformSync {
         }
     }
 
-    async fn sync(&self) -> Result<String, PlatformSyncError> {
+    /// Fetches and, unless the commit was applied a moment ago, applies it; `None` when there
+    /// was nothing to do (idle syncs write nothing).
+    async fn sync(&self) -> Result<Option<String>, PlatformSyncError> {
         let source = self.source.clone();
         let interrupt = Arc::new(AtomicBool::new(false));
         let revision = tokio::task::spawn_blocking(move || source.fetch(&interrupt))
             .await
             .map_err(|e| PlatformSyncError::Fetch(e.to_string()))?
             .map_err(|e| PlatformSyncError::Fetch(e.to_string()))?;
+        let mut last = self.last_applied.lock().await;
+        if let Some((commit, at)) = last.as_ref()
+            && *commit == revision.commit
+            && at.elapsed() < REAPPLY
+        {
+            return Ok(None);
+        }
+        *last = None;
         let tenants = read_tenants(&revision.files, &self.dir)
             .map_err(|e| PlatformSyncError::Read(e.to_string()))?;
         let problems = validate(&tenants, &self.operator_namespace);
@@ -162,7 +178,8 @@ impl PlatformSync {
         let inventory: Vec<String> = declared.into_iter().collect();
         self.record(Some(&revision.commit), &inventory, "applied")
             .await?;
-        Ok(revision.commit)
+        *last = Some((revision.commit.clone(), std::time::Instant::now()));
+        Ok(Some(revision.commit))
     }
 
     /// Refuses a bundle that does not load as the agents would load it.
