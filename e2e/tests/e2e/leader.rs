@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use berth_e2e::{TestOperator, agent_processes, TestRepo, in_namespace, install_crds, tenant_document};
+use berth_e2e::{
+    TestOperator, TestRepo, agent_processes, in_namespace, install_crds, tenant_document,
+};
 use berth_engine::api::Tenant;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
@@ -20,68 +22,125 @@ async fn only_the_leader_acts_and_a_killed_leader_is_replaced_without_duplicates
     in_namespace("leader", |cp, admin, platform| async move {
         install_crds(&admin).await;
         let tenant_repo = TestRepo::new();
-        tenant_repo.write("config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: git}\n");
+        tenant_repo.write(
+            "config.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: git}\n",
+        );
         tenant_repo.commit("hello");
         let platform_repo = TestRepo::new();
-        let names: Vec<String> = (0..TENANTS).map(|i| format!("{}-{i}", platform.name)).collect();
+        let names: Vec<String> = (0..TENANTS)
+            .map(|i| format!("{}-{i}", platform.name))
+            .collect();
         for name in &names {
-            let spec = format!("  source: {{url: '{}', interval: 5s}}\n  quota: {{pods: '5'}}\n", tenant_repo.file_url());
-            platform_repo.write(&format!("tenants/{name}.yaml"), tenant_document(&platform.name, name, &spec));
+            let spec = format!(
+                "  source: {{url: '{}', interval: 5s}}\n  quota: {{pods: '5'}}\n",
+                tenant_repo.file_url()
+            );
+            platform_repo.write(
+                &format!("tenants/{name}.yaml"),
+                tenant_document(&platform.name, name, &spec),
+            );
         }
-        let args = ["--platform-repo", &platform_repo.file_url(), "--platform-interval", "1s", "--agent-mode", "process"];
+        let args = [
+            "--platform-repo",
+            &platform_repo.file_url(),
+            "--platform-interval",
+            "1s",
+            "--agent-mode",
+            "process",
+        ];
         let (cache_1, cache_2) = (tempfile::tempdir()?, tempfile::tempdir()?);
 
         // The first operator leads; the second stands by and writes nothing.
         let mut first = TestOperator::start(cp, &platform.name, cache_1.path(), &args);
-        eventually("the first operator to lead", Duration::from_secs(30), || async {
-            (first.metric("berth_operator_leader").await == 1.0).then_some(())
-        })
+        eventually(
+            "the first operator to lead",
+            Duration::from_secs(30),
+            || async { (first.metric("berth_operator_leader").await == 1.0).then_some(()) },
+        )
         .await?;
         let second = TestOperator::start(cp, &platform.name, cache_2.path(), &args);
-        eventually("the second operator to serve metrics", Duration::from_secs(30), || async {
-            berth_e2e::http_get(&second.metrics_addr, "/readyz").await.filter(|(code, _)| *code == 503)
-        })
+        eventually(
+            "the second operator to serve metrics",
+            Duration::from_secs(30),
+            || async {
+                berth_e2e::http_get(&second.metrics_addr, "/readyz")
+                    .await
+                    .filter(|(code, _)| *code == 503)
+            },
+        )
         .await?;
-        let lease = Api::<Lease>::namespaced(admin.clone(), &platform.name).get("berth-operator").await?;
-        let holder = lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-        assert!(holder.ends_with(&format!("-{}", first.pid())), "lease held by {holder}");
+        let lease = Api::<Lease>::namespaced(admin.clone(), &platform.name)
+            .get("berth-operator")
+            .await?;
+        let holder = lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        assert!(
+            holder.ends_with(&format!("-{}", first.pid())),
+            "lease held by {holder}"
+        );
 
         // Provisioning starts with a commit; the leader is killed as soon as it is under way.
         platform_repo.commit("onboard");
         let namespaces = Api::<Namespace>::all(admin.clone());
-        let ours = ListParams::default().labels(&format!("berth.dev/tenant in ({})", names.join(",")));
+        let ours =
+            ListParams::default().labels(&format!("berth.dev/tenant in ({})", names.join(",")));
         eventually("provisioning to start", Duration::from_secs(60), || async {
             let list = namespaces.list(&ours).await.ok()?;
             (!list.items.is_empty()).then_some(())
         })
         .await?;
-        assert_eq!(second.writes().await, 0.0, "the standby wrote while the other operator led");
+        assert_eq!(
+            second.writes().await,
+            0.0,
+            "the standby wrote while the other operator led"
+        );
         first.process.0.kill()?;
         first.process.0.wait()?;
 
         // The standby takes over and finishes the job.
-        eventually("the second operator to lead", Duration::from_secs(30), || async {
-            (second.metric("berth_operator_leader").await == 1.0).then_some(())
-        })
+        eventually(
+            "the second operator to lead",
+            Duration::from_secs(30),
+            || async { (second.metric("berth_operator_leader").await == 1.0).then_some(()) },
+        )
         .await?;
         let tenants = Api::<Tenant>::all(admin.clone());
         for name in &names {
-            eventually(&format!("{name} Ready"), Duration::from_secs(120), || async {
-                let status = tenants.get(name).await.ok()?.status?;
-                status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-            })
+            eventually(
+                &format!("{name} Ready"),
+                Duration::from_secs(120),
+                || async {
+                    let status = tenants.get(name).await.ok()?.status?;
+                    status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                        .then_some(())
+                },
+            )
             .await?;
         }
         // No duplicates, no orphans: one namespace and one agent per tenant, every agent the
         // second operator's child; the killed operator's agents stopped with it.
         assert_eq!(namespaces.list(&ours).await?.items.len(), TENANTS);
         for name in &names {
-            let agents = eventually(&format!("one agent for {name}"), Duration::from_secs(30), || async {
-                let agents = agent_processes(name);
-                (agents.len() == 1).then_some(agents)
-            })
+            let agents = eventually(
+                &format!("one agent for {name}"),
+                Duration::from_secs(30),
+                || async {
+                    let agents = agent_processes(name);
+                    (agents.len() == 1).then_some(agents)
+                },
+            )
             .await?;
-            assert_eq!(agents[0].1, second.pid(), "the agent of {name} belongs to the new leader");
+            assert_eq!(
+                agents[0].1,
+                second.pid(),
+                "the agent of {name} belongs to the new leader"
+            );
         }
         Ok(())
     })

@@ -2,10 +2,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod agent;
+mod agent_deployment;
 mod audit;
 mod control_plane;
 mod leader;
 mod operator;
+mod platform_policy;
 mod policy;
 mod provision;
 mod support;

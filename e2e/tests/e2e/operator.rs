@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use berth_e2e::{E2E_LABEL, TestOperator, agent_processes, TestRepo, in_namespace, install_crds, tenant_document};
+use berth_e2e::{
+    E2E_LABEL, TestOperator, TestRepo, agent_processes, in_namespace, install_crds, tenant_document,
+};
 use berth_engine::api::Tenant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
@@ -218,7 +220,11 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             .map(|c| c.status.clone());
         assert_eq!(compliant.as_deref(), Some("True"));
 
-        assert_eq!(agent_processes(&tenant).len(), 1, "one agent runs for the tenant");
+        assert_eq!(
+            agent_processes(&tenant).len(),
+            1,
+            "one agent runs for the tenant"
+        );
 
         // Removing it from the platform repository stops its agent and deletes its namespace.
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));
