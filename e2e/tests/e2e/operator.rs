@@ -3,6 +3,7 @@
 //! the platform repository's tenants are onboarded by a commit, a revision with a problem is
 //! refused whole, and removing a tenant from Git offboards it.
 
+use std::process::Command;
 use std::time::Duration;
 
 use berth_e2e::{
@@ -155,7 +156,7 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         );
         platform_repo.commit("onboard");
         let cache = tempfile::tempdir()?;
-        let _operator = TestOperator::start(
+        let operator = TestOperator::start(
             cp,
             &platform.name,
             cache.path(),
@@ -220,10 +221,26 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             .map(|c| c.status.clone());
         assert_eq!(compliant.as_deref(), Some("True"));
 
+        let agents = agent_processes(&tenant);
+        assert_eq!(agents.len(), 1, "one agent runs for the tenant");
+
+        // A crashed agent is restarted.
+        Command::new("kill")
+            .args(["-KILL", &agents[0].0.to_string()])
+            .status()?;
+        let restarted = eventually(
+            "the agent to be restarted",
+            Duration::from_secs(30),
+            || async {
+                let now = agent_processes(&tenant);
+                (now.len() == 1 && now[0].0 != agents[0].0).then_some(now)
+            },
+        )
+        .await?;
+        assert_eq!(restarted[0].1, operator.pid(), "restarted by the operator");
         assert_eq!(
-            agent_processes(&tenant).len(),
-            1,
-            "one agent runs for the tenant"
+            operator.metric("berth_operator_agent_restarts_total").await,
+            1.0
         );
 
         // Removing it from the platform repository stops its agent and deletes its namespace.
