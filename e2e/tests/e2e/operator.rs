@@ -12,7 +12,7 @@ use berth_e2e::{
 use berth_engine::api::Tenant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::support::eventually;
@@ -52,11 +52,44 @@ async fn tenants_are_provisioned_and_offboarded() {
         let finalizers = tenants.get(&name).await?.metadata.finalizers.unwrap_or_default();
         assert_eq!(finalizers, ["berth.dev/offboard"]);
 
+        // A changed spec: a new namespace appears; a dropped quota and namespace are pruned,
+        // and nothing the tenant itself deployed is touched.
+        let extra = format!("{name}-x");
+        let patch = |spec: serde_json::Value| {
+            let tenants = tenants.clone();
+            let name = name.clone();
+            async move { tenants.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await }
+        };
+        patch(json!({"namespaces": [name, extra]})).await?;
+        let namespaces = Api::<Namespace>::all(admin.clone());
+        eventually("the added namespace", Duration::from_secs(60), || async {
+            namespaces.get_opt(&extra).await.ok().flatten()
+        })
+        .await?;
+        let own = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("deployed-by-the-tenant".into()),
+                labels: Some([("berth.dev/tenant".to_owned(), name.clone())].into()),
+                ..Default::default()
+            },
+            ..ConfigMap::default()
+        };
+        Api::<ConfigMap>::namespaced(admin.clone(), &name).create(&PostParams::default(), &own).await?;
+        patch(json!({"namespaces": [name], "quota": null})).await?;
+        eventually("the dropped quota and namespace to be pruned", Duration::from_secs(60), || async {
+            let quota = Api::<ResourceQuota>::namespaced(admin.clone(), &name).get_opt("berth-quota").await.ok()?;
+            let ns = namespaces.get_opt(&extra).await.ok()?;
+            let gone = quota.is_none() && ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+            gone.then_some(())
+        })
+        .await?;
+        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &name).get_opt("berth-agent").await?.is_some());
+        assert!(Api::<ConfigMap>::namespaced(admin.clone(), &name).get_opt("deployed-by-the-tenant").await?.is_some());
+
         // Offboarding: the namespaces go (unless kept), then the Tenant itself.
         for tenant in [&name, &kept] {
             tenants.delete(tenant, &DeleteParams::default()).await?;
         }
-        let namespaces = Api::<Namespace>::all(admin.clone());
         eventually("the tenant and its namespace to be gone", Duration::from_secs(120), || async {
             let gone = matches!(tenants.get_opt(&name).await, Ok(None))
                 && matches!(namespaces.get_opt(&name).await, Ok(None));

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -30,7 +30,7 @@ use super::platform::PLATFORM_POLICY;
 use super::tenant_status::{Decided, decided, derive};
 use crate::metrics::OperatorMetrics;
 use crate::provision::agent::{self, DeploymentSettings};
-use crate::provision::{self, ProvisionContext, ProvisionError, TENANT_LABEL};
+use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError, TENANT_LABEL};
 
 /// Finalizer that offboards a Tenant before it goes.
 pub const FINALIZER: &str = "berth.dev/offboard";
@@ -207,11 +207,14 @@ where
 
 async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
     let outcome = match provision::build(tenant, &context.provision) {
-        Ok(desired) => apply_all(&context.client, &desired).await,
+        Ok(desired) => apply_all(&context.client, &desired).await.map(|()| desired),
         Err(e) => Err(TenantError::from(e)),
     };
     let outcome = match outcome {
-        Ok(()) => apply_agent_inputs(tenant, context).await,
+        Ok(desired) => match prune(tenant, &desired, context).await {
+            Ok(()) => apply_agent_inputs(tenant, context).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let provisioned = match &outcome {
@@ -262,6 +265,73 @@ async fn apply_all(client: &Client, desired: &provision::Desired) -> Result<(), 
         apply_namespaced::<NetworkPolicy>(client, o).await?;
     }
     Ok(())
+}
+
+/// Deletes what the operator provisioned for the tenant earlier and its spec no longer
+/// declares: a removed member's RoleBindings, a dropped quota, a namespace taken off the list
+/// (unless the Tenant keeps namespaces). Only objects carrying the operator's own label are
+/// candidates, never what the agent applied.
+async fn prune(
+    tenant: &Tenant,
+    desired: &provision::Desired,
+    context: &Context,
+) -> Result<(), TenantError> {
+    let client = &context.client;
+    let selector = format!(
+        "{TENANT_LABEL}={},{}={}",
+        tenant.name_any(),
+        PROVISIONED_LABEL.0,
+        PROVISIONED_LABEL.1
+    );
+    prune_kind::<Role>(client, &selector, &desired.roles).await?;
+    prune_kind::<RoleBinding>(client, &selector, &desired.role_bindings).await?;
+    prune_kind::<ResourceQuota>(client, &selector, &desired.quotas).await?;
+    prune_kind::<LimitRange>(client, &selector, &desired.limit_ranges).await?;
+    prune_kind::<NetworkPolicy>(client, &selector, &desired.network_policies).await?;
+    if !keeps_namespaces(tenant) {
+        prune_kind::<Namespace>(client, &selector, &desired.namespaces).await?;
+    }
+    Ok(())
+}
+
+async fn prune_kind<K>(client: &Client, selector: &str, desired: &[K]) -> Result<(), TenantError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let key = |o: &K| (o.namespace(), o.name_any());
+    let wanted: std::collections::BTreeSet<_> = desired.iter().map(key).collect();
+    let found = Api::<K>::all(client.clone())
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| TenantError::Api {
+            action: "listing",
+            object: format!("{} {selector}", K::kind(&())),
+            source,
+        })?;
+    for object in found.items {
+        let (ns, name) = (object.metadata.namespace.clone(), object.name_any());
+        if wanted.contains(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        // A dynamic Api addresses namespaced and cluster-scoped kinds alike.
+        let resource = kube::api::ApiResource::erase::<K>(&());
+        let api = match &ns {
+            Some(ns) => {
+                Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+            }
+            None => Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource),
+        };
+        delete(api, &name).await?;
+        tracing::info!(kind = %K::kind(&()), namespace = ?ns, %name, "pruned: no longer declared");
+    }
+    Ok(())
+}
+
+fn keeps_namespaces(tenant: &Tenant) -> bool {
+    tenant
+        .annotations()
+        .get(KEEP_NAMESPACES)
+        .is_some_and(|v| v == "true")
 }
 
 /// What the tenant's agent reads besides its repository: its policy copy and the TenantSync
@@ -331,10 +401,7 @@ pub async fn read_credentials(
 async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
     let name = tenant.name_any();
     let client = &context.client;
-    let keep = tenant
-        .annotations()
-        .get(KEEP_NAMESPACES)
-        .is_some_and(|v| v == "true");
+    let keep = keeps_namespaces(tenant);
     if keep {
         // The namespaces stay with what the tenant deployed, but its agent goes.
         let primary = tenant.primary_namespace();
@@ -366,14 +433,14 @@ async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantEr
 /// Deletes an object in the background; one already gone is fine.
 async fn delete<K>(api: Api<K>, name: &str) -> Result<(), TenantError>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(TenantError::Api {
             action: "deleting",
-            object: format!("{} {name}", K::kind(&())),
+            object: format!("{}/{name}", api.resource_url()),
             source,
         }),
     }

@@ -18,8 +18,11 @@ use serde_json::json;
 pub use policy::{policy_config_map_name, tenant_policy};
 pub use rbac::{AGENT, agent_rules};
 
-/// Label on everything provisioned for a tenant.
+/// Label on everything provisioned for a tenant (the agent puts it on what it applies too).
 pub const TENANT_LABEL: &str = "berth.dev/tenant";
+/// Label on what the operator provisions, and only that: what a changed Tenant no longer
+/// declares is found by it and pruned.
+pub const PROVISIONED_LABEL: (&str, &str) = ("berth.dev/provisioned", "true");
 
 /// Where the operator keeps platform objects (policy ConfigMaps).
 #[derive(Clone, Debug)]
@@ -69,7 +72,8 @@ pub fn build(tenant: &Tenant, context: &ProvisionContext) -> Result<Desired, Pro
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
     let namespaces = tenant.namespaces();
     let primary = tenant.primary_namespace();
-    let labels = json!({TENANT_LABEL: name, "app.kubernetes.io/managed-by": "berth"});
+    let labels = json!({TENANT_LABEL: name, "app.kubernetes.io/managed-by": "berth",
+        PROVISIONED_LABEL.0: PROVISIONED_LABEL.1});
     let mut desired = Desired {
         service_account: typed(
             "ServiceAccount",
@@ -86,6 +90,7 @@ pub fn build(tenant: &Tenant, context: &ProvisionContext) -> Result<Desired, Pro
             json!({"metadata": {"name": ns, "labels": {
                 TENANT_LABEL: name,
                 "app.kubernetes.io/managed-by": "berth",
+                PROVISIONED_LABEL.0: PROVISIONED_LABEL.1,
                 // Pods that do not meet the restricted profile are refused at admission too.
                 "pod-security.kubernetes.io/enforce": "restricted",
             }}}),
