@@ -17,7 +17,7 @@ mod tenant;
 pub use control_plane::{ControlPlane, HarnessError, control_plane};
 pub use git::TestRepo;
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
-pub use http::{free_addr, http_get, metric};
+pub use http::{free_addr, http_get, http_post, metric};
 pub use namespace::{TestNamespace, in_namespace};
 pub use operator::{E2E_LABEL, TestOperator, agent_processes, tenant_document};
 pub use tenant::{

@@ -15,13 +15,14 @@ pub const E2E_LABEL: &str = "berth.dev/e2e";
 pub struct TestOperator {
     pub process: BackgroundProcess,
     pub metrics_addr: String,
+    pub webhook_addr: String,
 }
 
 impl TestOperator {
     /// Starts an operator in `namespace` with a short lease (leader election is on, as in
     /// production) and `extra` arguments (platform repository, agent mode, …).
     pub fn start(cp: &ControlPlane, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
-        let metrics_addr = free_addr();
+        let (metrics_addr, webhook_addr) = (free_addr(), free_addr());
         let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
         let selector = format!("{E2E_LABEL}={namespace}");
         let child = Command::new(binary("berth-operator"))
@@ -32,7 +33,13 @@ impl TestOperator {
                 "--tenant-selector",
                 &selector,
             ])
-            .args(["--metrics-addr", &metrics_addr, "--lease-duration", "6s"])
+            .args([
+                "--metrics-addr",
+                &metrics_addr,
+                "--webhook-addr",
+                &webhook_addr,
+            ])
+            .args(["--lease-duration", "6s"])
             .args(["--kustomize", &kustomize])
             .arg("--cache-dir")
             .arg(cache)
@@ -46,6 +53,7 @@ impl TestOperator {
         Self {
             process: BackgroundProcess(child),
             metrics_addr,
+            webhook_addr,
         }
     }
 

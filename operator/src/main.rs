@@ -7,6 +7,7 @@ mod metrics;
 mod platform;
 mod provision;
 mod run;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

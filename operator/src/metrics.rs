@@ -4,16 +4,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_engine::metrics::{Exposition, MethodLabel, ResultLabel};
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+
+use crate::webhook::OutcomeLabel;
+use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
 
 pub struct OperatorMetrics {
     registry: Registry,

@@ -15,6 +15,7 @@ use crate::leader::LeaseLock;
 use crate::metrics::OperatorMetrics;
 use crate::provision;
 use crate::provision::agent::DeploymentSettings;
+use crate::webhook;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -74,6 +75,9 @@ pub struct RunArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz` (ready = leading), or `off`.
     #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
     metrics_addr: String,
+    /// Address of the webhook receiver (`POST /hooks/<tenant>`, served while leading), or `off`.
+    #[arg(long, default_value = "0.0.0.0:9292", env = "BERTH_WEBHOOK_ADDR")]
+    webhook_addr: String,
     /// Take part in leader election on a Lease in the operator's namespace, so that of several
     /// replicas only one acts. `false` only for a single replica that must start at once.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BERTH_LEADER_ELECT")]
@@ -213,6 +217,24 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             last_applied: tokio::sync::Mutex::new(None),
         };
         tokio::spawn(sync.run(acting.clone()));
+    }
+    if args.webhook_addr != "off" {
+        let addr: std::net::SocketAddr = args
+            .webhook_addr
+            .parse()
+            .map_err(|e| format!("--webhook-addr {}: {e}", args.webhook_addr))?;
+        let state = Arc::new(webhook::WebhookState::new(
+            client.clone(),
+            args.namespace.clone(),
+            webhook::Limits::default(),
+            metrics.webhook_requests.clone(),
+        ));
+        let stop = acting.clone();
+        tokio::spawn(async move {
+            if let Err(error) = webhook::serve(addr, state, stop.cancelled_owned()).await {
+                tracing::error!(%error, "webhook receiver stopped");
+            }
+        });
     }
     let agents = match args.agent_mode {
         AgentMode::Process => {

@@ -13,3 +13,4 @@ mod provision;
 mod support;
 mod tenancy;
 mod transport;
+mod webhook;

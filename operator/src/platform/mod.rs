@@ -9,6 +9,7 @@ mod validate;
 use berth_engine::api::Tenant;
 use berth_engine::render::{SourceFile, parse_file};
 
+pub(crate) use validate::dns_label;
 pub use validate::validate;
 
 /// Why the platform repository's tenants could not be read.

@@ -29,7 +29,8 @@ impl fmt::Display for TenantProblem {
     }
 }
 
-fn dns_label(name: &str) -> bool {
+/// A DNS-1123 label, as tenant and namespace names must be.
+pub(crate) fn dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

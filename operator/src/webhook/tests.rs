@@ -1,0 +1,387 @@
+//! The receiver's status codes, triggers and counters, against tenants kept in memory.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_lc_rs::hmac;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use governor::Quota;
+use tower::ServiceExt;
+
+use super::*;
+
+const TOKEN: &[u8] = b"shop-token";
+const BODY: &[u8] = br#"{"ref":"refs/heads/main"}"#;
+
+/// Tenants by name: `shop` and `other` with tokens, `nosecret` without one.
+struct Memory {
+    tokens: HashMap<&'static str, Option<Vec<u8>>>,
+    lookups: AtomicUsize,
+    triggers: Mutex<Vec<String>>,
+    fail_lookup: bool,
+    fail_trigger: bool,
+}
+
+impl Memory {
+    fn new() -> Self {
+        Self {
+            tokens: HashMap::from([
+                ("shop", Some(TOKEN.to_vec())),
+                ("other", Some(b"other-token".to_vec())),
+                ("nosecret", None),
+            ]),
+            lookups: AtomicUsize::new(0),
+            triggers: Mutex::default(),
+            fail_lookup: false,
+            fail_trigger: false,
+        }
+    }
+}
+
+fn api_error() -> WebhookError {
+    WebhookError::Api {
+        action: "reading",
+        object: "Tenant shop".into(),
+        source: kube::Error::LinesCodecMaxLineLengthExceeded,
+    }
+}
+
+impl Tenants for Memory {
+    async fn token(&self, tenant: &str) -> Result<Option<Vec<u8>>, WebhookError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.fail_lookup {
+            return Err(api_error());
+        }
+        Ok(self.tokens.get(tenant).cloned().flatten())
+    }
+
+    async fn trigger(&self, tenant: &str) -> Result<(), WebhookError> {
+        if self.fail_trigger {
+            return Err(api_error());
+        }
+        self.triggers.lock().unwrap().push(tenant.to_owned());
+        Ok(())
+    }
+}
+
+type Shared = Arc<WebhookState<Memory>>;
+
+fn state_with(memory: Memory, limits: Limits) -> Shared {
+    Arc::new(WebhookState::with_tenants(
+        memory,
+        limits,
+        Family::default(),
+    ))
+}
+
+fn state() -> Shared {
+    state_with(Memory::new(), Limits::default())
+}
+
+fn quota_per_hour(n: u32) -> Quota {
+    Quota::per_hour(NonZeroU32::new(n).unwrap())
+}
+
+fn triggers(state: &Shared) -> Vec<String> {
+    state.tenants.triggers.lock().unwrap().clone()
+}
+
+fn lookups(state: &Shared) -> usize {
+    state.tenants.lookups.load(Ordering::SeqCst)
+}
+
+fn count(state: &Shared, outcome: Outcome) -> u64 {
+    state
+        .outcomes
+        .get_or_create(&OutcomeLabel { outcome })
+        .get()
+}
+
+fn signature(token: &[u8], body: &[u8]) -> String {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, token), body);
+    format!("sha256={}", hex::encode(tag.as_ref()))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn post(state: &Shared, tenant: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut request = Request::post(format!("/hooks/{tenant}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body.to_vec())).unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn post_signed(state: &Shared, tenant: &str, body: &[u8]) -> Reply {
+    let signature = signature(TOKEN, body);
+    post(state, tenant, &[("x-hub-signature-256", &signature)], body).await
+}
+
+/// Every refusal looks the same from outside, and triggers nothing.
+async fn assert_refused(state: &Shared, tenant: &str, headers: &[(&str, &str)]) {
+    let reply = post(state, tenant, headers, BODY).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "{tenant} {headers:?}"
+    );
+    assert_eq!(reply.body, "unauthorized");
+    assert!(triggers(state).is_empty());
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn valid_signature_triggers_once() {
+    let state = state();
+    let reply = post_signed(&state, "shop", BODY).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(reply.body, "sync requested");
+    assert_eq!(triggers(&state), ["shop"]);
+    assert_eq!(count(&state, Outcome::Accepted), 1);
+}
+
+#[tokio::test]
+async fn valid_bearer_token_triggers() {
+    let state = state();
+    let reply = post(
+        &state,
+        "shop",
+        &[("authorization", "Bearer shop-token")],
+        BODY,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(triggers(&state), ["shop"]);
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused() {
+    let state = state();
+    let wrong = signature(b"other-token", BODY);
+    let unprefixed = wrong.trim_start_matches("sha256=").to_owned();
+    let bad_hex = format!("sha256={}", "zz".repeat(32));
+    for value in [&wrong, &unprefixed, &bad_hex] {
+        assert_refused(&state, "shop", &[("x-hub-signature-256", value)]).await;
+    }
+    // A signature over another body.
+    let reply = post(
+        &state,
+        "shop",
+        &[("x-hub-signature-256", &signature(TOKEN, b"{}"))],
+        BODY,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // A valid bearer token does not rescue a bad signature.
+    let both = [
+        ("x-hub-signature-256", wrong.as_str()),
+        ("authorization", "Bearer shop-token"),
+    ];
+    assert_refused(&state, "shop", &both).await;
+    assert_eq!(count(&state, Outcome::Unauthorized), 5);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_bearer_is_refused() {
+    let state = state();
+    assert_refused(&state, "shop", &[]).await;
+    assert_refused(&state, "shop", &[("authorization", "Bearer other-token")]).await;
+    assert_refused(
+        &state,
+        "shop",
+        &[("authorization", "Basic c2hvcC10b2tlbg==")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_tenants_and_tenants_without_secret_are_refused_alike() {
+    let state = state();
+    let signed = signature(TOKEN, BODY);
+    for tenant in ["ghost", "nosecret"] {
+        assert_refused(&state, tenant, &[("x-hub-signature-256", &signed)]).await;
+        assert_refused(&state, tenant, &[("authorization", "Bearer shop-token")]).await;
+    }
+    assert_eq!(lookups(&state), 4);
+    // Not a tenant name at all: refused without asking the API server.
+    assert_refused(&state, "Shop_1", &[("x-hub-signature-256", &signed)]).await;
+    assert_refused(&state, "a%0Ab", &[("x-hub-signature-256", &signed)]).await;
+    assert_eq!(lookups(&state), 4);
+}
+
+#[tokio::test]
+async fn ping_is_answered_without_trigger() {
+    let state = state();
+    let signed = signature(TOKEN, BODY);
+    let reply = post(
+        &state,
+        "shop",
+        &[("x-hub-signature-256", &signed), ("x-github-event", "ping")],
+        BODY,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(triggers(&state).is_empty());
+    assert_eq!(count(&state, Outcome::Ping), 1);
+    let forged = signature(b"guess", BODY);
+    assert_refused(
+        &state,
+        "shop",
+        &[("x-hub-signature-256", &forged), ("x-github-event", "ping")],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn global_limit_comes_before_any_lookup() {
+    let limits = Limits {
+        global: quota_per_hour(2),
+        ..Limits::default()
+    };
+    let state = state_with(Memory::new(), limits);
+    assert_eq!(
+        post_signed(&state, "shop", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&state, "ghost", &[], BODY).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let reply = post_signed(&state, "shop", BODY).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&reply) >= 1);
+    assert_eq!(lookups(&state), 2);
+    assert_eq!(triggers(&state), ["shop"]);
+    assert_eq!(count(&state, Outcome::RateLimited), 1);
+}
+
+#[tokio::test]
+async fn tenant_limit_applies_per_tenant() {
+    let limits = Limits {
+        per_tenant: quota_per_hour(1),
+        ..Limits::default()
+    };
+    let state = state_with(Memory::new(), limits);
+    assert_eq!(
+        post_signed(&state, "shop", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+    let reply = post_signed(&state, "shop", BODY).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&reply) > 60, "{:?}", reply.headers);
+    let other = post(
+        &state,
+        "other",
+        &[("authorization", "Bearer other-token")],
+        BODY,
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    assert_eq!(triggers(&state), ["shop", "other"]);
+}
+
+#[tokio::test]
+async fn forged_flood_leaves_the_tenant_budget_alone() {
+    let limits = Limits {
+        per_tenant: quota_per_hour(1),
+        global: Quota::per_second(NonZeroU32::new(1000).unwrap()),
+    };
+    let state = state_with(Memory::new(), limits);
+    let forged = signature(b"guess", BODY);
+    for _ in 0..20 {
+        let reply = post(&state, "shop", &[("x-hub-signature-256", &forged)], BODY).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        post_signed(&state, "shop", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(triggers(&state), ["shop"]);
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused() {
+    let state = state();
+    let big = vec![b' '; MAX_BODY + 1];
+    let reply = post_signed(&state, "shop", &big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(triggers(&state).is_empty());
+    assert_eq!(lookups(&state), 0);
+    assert_eq!(count(&state, Outcome::TooLarge), 1);
+    let reply = post_signed(&state, "shop", &big[..MAX_BODY]).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn api_failures_are_unavailable() {
+    let failing_trigger = state_with(
+        Memory {
+            fail_trigger: true,
+            ..Memory::new()
+        },
+        Limits::default(),
+    );
+    let reply = post_signed(&failing_trigger, "shop", BODY).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&failing_trigger, Outcome::Error), 1);
+    let failing_lookup = state_with(
+        Memory {
+            fail_lookup: true,
+            ..Memory::new()
+        },
+        Limits::default(),
+    );
+    let reply = post_signed(&failing_lookup, "shop", BODY).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn other_methods_and_paths_are_not_routed() {
+    let state = state();
+    let get = Request::get("/hooks/shop").body(Body::empty()).unwrap();
+    let reply = router(state.clone()).oneshot(get).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let root = Request::post("/hooks").body(Body::empty()).unwrap();
+    let reply = router(state.clone()).oneshot(root).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    assert_eq!(lookups(&state), 0);
+}
+
+#[tokio::test]
+async fn serve_stops_on_shutdown() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    serve(addr, state(), async {}).await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_reports_a_taken_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let error = serve(addr, state(), async {}).await.unwrap_err();
+    assert!(matches!(error, WebhookError::Serve { .. }), "{error}");
+}
