@@ -22,5 +22,5 @@ pub use namespace::{TestNamespace, in_namespace};
 pub use operator::{E2E_LABEL, TestOperator, agent_processes, tenant_document};
 pub use tenant::{
     BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,
-    provision_tenant, token_kubeconfig,
+    provision_tenant, request_token, token_kubeconfig,
 };

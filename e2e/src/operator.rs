@@ -22,6 +22,11 @@ impl TestOperator {
     /// Starts an operator in `namespace` with a short lease (leader election is on, as in
     /// production) and `extra` arguments (platform repository, agent mode, …).
     pub fn start(cp: &ControlPlane, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
+        Self::start_as(&cp.kubeconfig, namespace, cache, extra)
+    }
+
+    /// Like [`Self::start`], with the identity of `kubeconfig` instead of the admin's.
+    pub fn start_as(kubeconfig: &Path, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
         let (metrics_addr, webhook_addr) = (free_addr(), free_addr());
         let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
         let selector = format!("{E2E_LABEL}={namespace}");
@@ -46,7 +51,7 @@ impl TestOperator {
             .args(extra)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .spawn()
             .expect("starting berth-operator");

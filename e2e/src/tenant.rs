@@ -263,7 +263,8 @@ pub async fn token_kubeconfig(
     (file, token)
 }
 
-async fn request_token(client: &Client, namespace: &str, sa: &str) -> String {
+/// A one-hour token of the existing ServiceAccount `sa` (what the operator gives an agent).
+pub async fn request_token(client: &Client, namespace: &str, sa: &str) -> String {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {

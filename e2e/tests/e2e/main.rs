@@ -5,6 +5,7 @@ mod agent;
 mod agent_deployment;
 mod audit;
 mod control_plane;
+mod deploy;
 mod leader;
 mod operator;
 mod platform_policy;

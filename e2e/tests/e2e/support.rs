@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -25,26 +24,7 @@ pub async fn service_account_token(
         ..ServiceAccount::default()
     };
     accounts.create(&PostParams::default(), &sa).await?;
-    service_account_token_for(client, ns, name).await
-}
-
-/// A short-lived token for an existing ServiceAccount (what the operator gives an agent).
-pub async fn service_account_token_for(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> Result<String, kube::Error> {
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let issued: TokenRequest = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_subresource("token", name, &PostParams::default(), &request)
-        .await?;
-    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+    Ok(berth_e2e::request_token(client, ns, name).await)
 }
 
 /// The HTTP status of a failed API call, if the server answered one.

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use berth_e2e::{
-    HttpsGitServer, TestOperator, TestRepo, in_namespace, install_crds, tenant_document,
+    HttpsGitServer, TestOperator, TestRepo, in_namespace, install_crds, request_token,
+    tenant_document,
 };
 use berth_engine::api::{SyncResult, Tenant, TenantSync};
 use k8s_openapi::ByteString;
@@ -15,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 
-use crate::support::{eventually, service_account_token_for};
+use crate::support::eventually;
 
 fn config_map(name: &str, namespace: Option<&str>) -> String {
     let namespace = namespace
@@ -114,7 +115,7 @@ async fn tenants_stay_apart_and_within_their_quota() {
         assert_eq!(b_sync.last_applied_revision.as_deref(), Some(b_revision.as_str()));
 
         // team-a's agent identity cannot even list team-b's Secrets.
-        let token = service_account_token_for(&admin, &a, "berth-agent").await?;
+        let token = request_token(&admin, &a, "berth-agent").await;
         let as_agent = cp.token_client(&token).await?;
         match Api::<Secret>::namespaced(as_agent.clone(), &b).list(&ListParams::default()).await {
             Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
