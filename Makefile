@@ -54,8 +54,8 @@ e2e: ## End-to-end tests against a fresh local control plane
 
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  tools=$$(e2e/tools/install.sh --bench) && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_CONFTEST=$$tools/conftest && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench
 

@@ -2,11 +2,13 @@
 # Installs what Berth's builds and tests need beyond Rust and Go, pinned and idempotent:
 # Debian packages (git with http-backend, OpenSSH server and client for the loopback Git
 # servers, util-linux for setpriv) and the opa and kustomize CLIs built from their tagged Go
-# modules. Prints the directory holding opa and kustomize.
+# modules. Prints the directory holding opa and kustomize. With --bench, conftest too (only the
+# benchmark compares against it).
 set -euo pipefail
 
 OPA_VERSION=v1.22.3
 KUSTOMIZE_VERSION=v5.8.2
+CONFTEST_VERSION=v0.71.1
 DEBIAN_PACKAGES=(git openssh-server openssh-client util-linux ca-certificates procps time)
 
 cache=${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}
@@ -31,5 +33,9 @@ fi
 if [ ! -x "$bin/kustomize" ]; then
   echo "tools: building kustomize $KUSTOMIZE_VERSION" >&2
   GOBIN="$bin" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+fi
+if [ "${1:-}" = "--bench" ] && [ ! -x "$bin/conftest" ]; then
+  echo "tools: building conftest $CONFTEST_VERSION" >&2
+  GOBIN="$bin" CGO_ENABLED=0 go install -trimpath "github.com/open-policy-agent/conftest@$CONFTEST_VERSION"
 fi
 echo "$bin"

@@ -99,6 +99,73 @@ fn opa_eval_per_object(corpus: &[berth_engine::manifest::Manifest]) -> f64 {
     median(runs)
 }
 
+/// `conftest test` of the library (through a `deny` wrapper, the way conftest reads policy)
+/// over the corpus, one JSON file per object: per object in one process over all files
+/// (median of runs), and p50/p99 of one process per object over the first 50.
+fn conftest_per_object(corpus: &[berth_engine::manifest::Manifest]) -> Option<(f64, f64, f64)> {
+    let conftest = std::env::var_os("BERTH_CONFTEST")?;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (policy, inputs) = (dir.path().join("policy"), dir.path().join("inputs"));
+    std::fs::create_dir_all(&policy).expect("policy dir");
+    std::fs::create_dir_all(&inputs).expect("input dir");
+    let library = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/berth");
+    for entry in std::fs::read_dir(&library).expect("policies/berth") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            std::fs::copy(&path, policy.join(&name)).expect("copy policy");
+        }
+    }
+    std::fs::write(
+        policy.join("conftest_wrapper.rego"),
+        "package main\n\nimport data.berth\n\ndeny contains v.message if {\n\tsome v in berth.violations\n}\n",
+    )
+    .expect("wrapper");
+    let mut files = Vec::new();
+    for (i, m) in corpus.iter().enumerate() {
+        let file = inputs.join(format!("{i:04}.json"));
+        let input = json!({"object": m.object, "tenant": {"name": "team-a", "namespaces": ["team-a"]}, "revision": "rev"});
+        std::fs::write(&file, input.to_string()).expect("input");
+        files.push(file);
+    }
+    let run = |files: &[std::path::PathBuf]| {
+        let t = Instant::now();
+        let out = std::process::Command::new(&conftest)
+            .args(["test", "--no-color", "--policy"])
+            .arg(&policy)
+            .args(files)
+            .output()
+            .expect("conftest");
+        // Exit 1 means denials were found, as expected for most of the corpus.
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "conftest: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t.elapsed().as_secs_f64()
+    };
+    let batch = median(
+        (0..ROUNDS)
+            .map(|_| run(&files) / files.len() as f64)
+            .collect(),
+    );
+    let mut single: Vec<f64> = files
+        .iter()
+        .take(50)
+        .map(|f| run(std::slice::from_ref(f)))
+        .collect();
+    single.sort_by(f64::total_cmp);
+    Some((
+        batch,
+        single[single.len() / 2],
+        single[single.len() * 99 / 100],
+    ))
+}
+
 #[tokio::main]
 async fn main() {
     let cp = control_plane().expect("local control plane");
@@ -210,6 +277,7 @@ async fn main() {
         batch.push(t.elapsed().as_secs_f64() / corpus.len() as f64);
     }
     let opa_batch = opa_eval_per_object(&corpus);
+    let conftest = conftest_per_object(&corpus);
 
     ns.delete(&admin).await;
     println!("Berth tenant agent benchmark ({OBJECTS} objects, {ROUNDS} rounds, release build)");
@@ -255,5 +323,14 @@ async fn main() {
         single[single.len() / 2] * 1e6,
         p99 * 1e6
     );
+    match conftest {
+        Some((batch, p50, p99)) => println!(
+            "  conftest (BERTH_CONFTEST): per object over the corpus in one process {:.1} µs; one object per process p50 {:.0} ms, p99 {:.0} ms",
+            batch * 1e6,
+            p50 * 1e3,
+            p99 * 1e3
+        ),
+        None => println!("  conftest: not measured (BERTH_CONFTEST unset)"),
+    }
     println!("  agent exit code after SIGTERM: {code:?}");
 }
