@@ -7,11 +7,10 @@ use std::time::Duration;
 use berth_e2e::{
     TestOperator, TestRepo, in_namespace, install_crds, tenant_document, token_kubeconfig,
 };
-use berth_engine::api::Tenant;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 
-use crate::support::eventually;
+use crate::support::{eventually, tenant_ready};
 
 const NAMESPACE: &str = "berth-system";
 
@@ -42,12 +41,7 @@ async fn the_shipped_operator_rbac_is_enough_to_onboard_and_offboard() {
             cache.path(),
             &["--platform-repo", &platform_repo.file_url(), "--platform-interval", "1s", "--agent-mode", "process"],
         );
-        let tenants = Api::<Tenant>::all(admin.clone());
-        eventually("the Tenant Ready", Duration::from_secs(90), || async {
-            let status = tenants.get(&tenant).await.ok()?.status?;
-            status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
-        })
-        .await?;
+        tenant_ready(&admin, &tenant, Duration::from_secs(90)).await?;
         assert!(Api::<ConfigMap>::namespaced(admin.clone(), &tenant).get_opt("hello").await?.is_some());
 
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));

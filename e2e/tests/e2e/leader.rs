@@ -7,13 +7,12 @@ use std::time::Duration;
 use berth_e2e::{
     TestOperator, TestRepo, agent_processes, in_namespace, install_crds, tenant_document,
 };
-use berth_engine::api::Tenant;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::ListParams;
 
-use crate::support::eventually;
+use crate::support::{eventually, tenant_ready};
 
 const TENANTS: usize = 4;
 
@@ -107,21 +106,8 @@ async fn only_the_leader_acts_and_a_killed_leader_is_replaced_without_duplicates
             || async { (second.metric("berth_operator_leader").await == 1.0).then_some(()) },
         )
         .await?;
-        let tenants = Api::<Tenant>::all(admin.clone());
         for name in &names {
-            eventually(
-                &format!("{name} Ready"),
-                Duration::from_secs(120),
-                || async {
-                    let status = tenants.get(name).await.ok()?.status?;
-                    status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                        .then_some(())
-                },
-            )
-            .await?;
+            tenant_ready(&admin, name, Duration::from_secs(120)).await?;
         }
         // No duplicates, no orphans: one namespace and one agent per tenant, every agent the
         // second operator's child; the killed operator's agents stopped with it.

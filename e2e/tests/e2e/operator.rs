@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::eventually;
+use crate::support::{eventually, tenant_ready};
 
 #[tokio::test]
 async fn tenants_are_provisioned_and_offboarded() {
@@ -226,20 +226,7 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             Some(revision.clone())
         );
         // The Tenant tells the story: Ready, with the agent's revision.
-        let tenants = Api::<Tenant>::all(admin.clone());
-        let status = eventually(
-            "the Tenant to be Ready",
-            Duration::from_secs(60),
-            || async {
-                let status = tenants.get(&tenant).await.ok()?.status?;
-                status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-                    .then_some(status)
-            },
-        )
-        .await?;
+        let status = tenant_ready(&admin, &tenant, Duration::from_secs(60)).await?;
         assert_eq!(status.last_applied_revision, Some(revision));
         let synced = status
             .conditions

@@ -52,3 +52,21 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Waits until Tenant `name` is Ready=True; returns its status.
+pub async fn tenant_ready(
+    admin: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<berth_engine::api::TenantStatus, String> {
+    let tenants = Api::<berth_engine::api::Tenant>::all(admin.clone());
+    eventually(&format!("Tenant {name} Ready"), timeout, || async {
+        let status = tenants.get(name).await.ok()?.status?;
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(status)
+    })
+    .await
+}

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 
-use crate::support::eventually;
+use crate::support::{eventually, tenant_ready};
 
 fn config_map(name: &str, namespace: Option<&str>) -> String {
     let namespace = namespace
@@ -86,10 +86,7 @@ async fn tenants_stay_apart_and_within_their_quota() {
         );
         let tenants = Api::<Tenant>::all(admin.clone());
         for tenant in [&a, &b] {
-            eventually(&format!("{tenant} Ready"), Duration::from_secs(120), || async {
-                condition(&tenants, tenant, "Ready").await.filter(|c| c.0 == "True")
-            })
-            .await?;
+            tenant_ready(&admin, tenant, Duration::from_secs(120)).await?;
         }
         let b_config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &b);
         let b_app = b_config_maps.get("app").await?;

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::tenant::read_credentials;
 use crate::metrics::OperatorMetrics;
-use crate::provision::agent::{USERNAME_KEY, credential_flags};
-use crate::provision::{AGENT, policy_config_map_name};
+use crate::provision::AGENT;
+use crate::provision::agent::{USERNAME_KEY, agent_args, credential_flags};
 
 /// Lifetime of an agent token; it is replaced after a third of it.
 const TOKEN_SECONDS: i64 = 3600;
@@ -243,37 +243,14 @@ impl ProcessAgents {
     }
 
     fn arguments(&self, tenant: &Tenant) -> Vec<String> {
-        let name = tenant.name_any();
-        let (branch, path) = tenant.source_for(&self.cluster);
-        let mut args = vec![
-            "run".to_owned(),
-            "--tenant".into(),
-            name.clone(),
-            "--namespace".into(),
-            tenant.namespaces().join(","),
-            "--repo".into(),
-            tenant.spec.source.url.clone(),
-            "--branch".into(),
-            branch,
-            "--path".into(),
-            path,
-            "--interval".into(),
-            tenant.spec.source.interval.clone(),
-            "--metrics-addr".into(),
-            "off".into(),
-            "--cache-dir".into(),
-            self.dir(&name).join("cache").to_string_lossy().into_owned(),
-            "--policy-configmap".into(),
-            format!(
-                "{}/{}",
-                self.operator_namespace,
-                policy_config_map_name(&name)
-            ),
-        ];
-        if !tenant.spec.allowed_kinds.is_empty() {
-            args.push("--allowed-kind".into());
-            args.push(tenant.spec.allowed_kinds.join(","));
-        }
+        let cache = self.dir(&tenant.name_any()).join("cache");
+        let mut args = agent_args(
+            tenant,
+            &self.cluster,
+            &self.operator_namespace,
+            &cache.to_string_lossy(),
+            "off",
+        );
         args.extend(self.extra_args.iter().cloned());
         args
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use berth_engine::api::Tenant;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use serde_json::json;
 
 use super::{AGENT, ProvisionError, TENANT_LABEL, policy_config_map_name, typed};
@@ -62,6 +63,45 @@ pub fn credential_flags<'a>(
         .collect())
 }
 
+/// The agent's `run` arguments for the tenant, in either mode: its repository, branch and path
+/// for `cluster`, its namespaces and kinds, and its policy copy.
+pub fn agent_args(
+    tenant: &Tenant,
+    cluster: &str,
+    operator_namespace: &str,
+    cache_dir: &str,
+    metrics_addr: &str,
+) -> Vec<String> {
+    let name = tenant.name_any();
+    let (branch, path) = tenant.source_for(cluster);
+    let mut args = vec![
+        "run".to_owned(),
+        "--tenant".into(),
+        name.clone(),
+        "--namespace".into(),
+        tenant.namespaces().join(","),
+        "--repo".into(),
+        tenant.spec.source.url.clone(),
+        "--branch".into(),
+        branch,
+        "--path".into(),
+        path,
+        "--interval".into(),
+        tenant.spec.source.interval.clone(),
+        "--cache-dir".into(),
+        cache_dir.to_owned(),
+        "--metrics-addr".into(),
+        metrics_addr.to_owned(),
+        "--policy-configmap".into(),
+        format!("{operator_namespace}/{}", policy_config_map_name(&name)),
+    ];
+    if !tenant.spec.allowed_kinds.is_empty() {
+        args.push("--allowed-kind".into());
+        args.push(tenant.spec.allowed_kinds.join(","));
+    }
+    args
+}
+
 /// The tenant's credentials copied into its primary namespace (the Secret the platform keeps
 /// in the operator's namespace is out of the agent's reach).
 pub fn agent_secret(tenant: &Tenant, source: &Secret) -> Result<Secret, ProvisionError> {
@@ -87,32 +127,13 @@ pub fn agent_deployment(
     credentials: Option<&Secret>,
 ) -> Result<Deployment, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
-    let (branch, path) = tenant.source_for(&settings.cluster);
-    let mut args = vec![
-        "run".to_owned(),
-        "--tenant".into(),
-        name.clone(),
-        "--namespace".into(),
-        tenant.namespaces().join(","),
-        "--repo".into(),
-        tenant.spec.source.url.clone(),
-        "--branch".into(),
-        branch,
-        "--path".into(),
-        path,
-        "--interval".into(),
-        tenant.spec.source.interval.clone(),
-        "--cache-dir".into(),
-        "/var/cache/berth".into(),
-        "--metrics-addr".into(),
-        format!("0.0.0.0:{METRICS_PORT}"),
-        "--policy-configmap".into(),
-        format!("{operator_namespace}/{}", policy_config_map_name(&name)),
-    ];
-    if !tenant.spec.allowed_kinds.is_empty() {
-        args.push("--allowed-kind".into());
-        args.push(tenant.spec.allowed_kinds.join(","));
-    }
+    let mut args = agent_args(
+        tenant,
+        &settings.cluster,
+        operator_namespace,
+        "/var/cache/berth",
+        &format!("0.0.0.0:{METRICS_PORT}"),
+    );
     let mut env = Vec::new();
     let mut mounts = vec![
         json!({"name": "cache", "mountPath": "/var/cache/berth"}),
