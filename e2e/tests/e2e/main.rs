@@ -9,3 +9,4 @@ mod policy;
 mod provision;
 mod support;
 mod transport;
+mod up;
