@@ -5,16 +5,17 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help up test lint unit e2e tools kube fmt policies crds bench
+.PHONY: help up test lint unit e2e tools kube fmt policies crds bench bench-operator
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-up: ## Run Berth locally: a real control plane on loopback, until Ctrl-C
-	@bin=$$(e2e/kube-harness/build.sh) && mkdir -p .berth && \
-	  echo "Starting the local control plane; it stops on Ctrl-C." && \
-	  echo "Then, in another shell:  export KUBECONFIG=$$PWD/.berth/kubeconfig; export PATH=$$bin:\$$PATH; kubectl get namespaces" && \
-	  exec "$$bin/kube-harness" --kubeconfig-out .berth/kubeconfig
+up: ## Run Berth locally: control plane, Git server, operator, two sample tenants; until Ctrl-C
+	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  tools=$$(e2e/tools/install.sh) && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  $(CARGO) build --locked --bins && \
+	  exec target/debug/up $(UP_ARGS)
 
 test: tools lint unit e2e ## The whole suite: lint, opa test, unit tests, end-to-end tests on a real control plane
 
@@ -58,6 +59,15 @@ bench: ## Benchmark the tenant agent on a fresh local control plane (release bui
 	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_CONFTEST=$$tools/conftest && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench
+
+bench-operator: ## Benchmark the operator: 100 tenants with agents, then 1,000 without (release build)
+	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
+	  tools=$$(e2e/tools/install.sh) && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  export BERTH_E2E_RUN_ID=bench$$$$ && \
+	  $(CARGO) build --locked --release --bins && \
+	  target/release/bench_operator && \
+	  e2e/kube-harness/assert-stopped.sh "$$BERTH_E2E_RUN_ID" "$(CURDIR)/target/release"
 
 fmt: ## Format Rust and Go sources
 	$(CARGO) fmt --all

@@ -1,4 +1,5 @@
-//! Starting (or reusing) the local control plane built by `e2e/kube-harness`.
+//! Starting (or reusing) the local control plane built by `e2e/kube-harness`: one shared by a
+//! test process, or one a program owns and stops ([`Harness`]).
 //!
 //! Environment:
 //! - `BERTH_E2E_KUBECONFIG`: use the cluster this kubeconfig names instead of starting one.
@@ -7,8 +8,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -35,9 +37,9 @@ pub struct ControlPlane {
     pub bin_dir: PathBuf,
 }
 
-// The harness shuts down when its stdin closes, i.e. when this test process exits, so the
-// child handle is parked here for the life of the process.
-static HARNESS: Mutex<Option<Child>> = Mutex::new(None);
+// The shared harness shuts down when its stdin closes, i.e. when this test process exits, so
+// it is parked here (statics are never dropped) for the life of the process.
+static HARNESS: Mutex<Option<Harness>> = Mutex::new(None);
 static CONTROL_PLANE: OnceLock<Result<ControlPlane, HarnessError>> = OnceLock::new();
 
 /// The control plane shared by every test in this process, started on first use.
@@ -51,60 +53,117 @@ pub fn control_plane() -> Result<&'static ControlPlane, HarnessError> {
 fn start_or_reuse() -> Result<ControlPlane, HarnessError> {
     // Both binaries and harness share one provider; a second install attempt is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let bin_dir = match std::env::var_os("BERTH_KUBE_BIN") {
-        Some(dir) => PathBuf::from(dir),
-        None => build()?,
-    };
     if let Some(kubeconfig) = std::env::var_os("BERTH_E2E_KUBECONFIG") {
+        let bin_dir = match std::env::var_os("BERTH_KUBE_BIN") {
+            Some(dir) => PathBuf::from(dir),
+            None => build()?,
+        };
         return Ok(ControlPlane {
             kubeconfig: kubeconfig.into(),
             bin_dir,
         });
     }
-    let binary = bin_dir.join("kube-harness");
-    let start_error = |reason: String| HarnessError::Start {
-        binary: binary.clone(),
-        reason,
-    };
-    let mut harness = Command::new(&binary);
-    harness.arg("--exit-on-stdin-eof");
-    if let Some(run_id) = std::env::var_os("BERTH_E2E_RUN_ID") {
-        harness.arg("--run-id").arg(run_id);
+    let harness = Harness::start()?;
+    let control_plane = harness.control_plane.clone();
+    if let Ok(mut slot) = HARNESS.lock() {
+        *slot = Some(harness);
     }
-    let mut child = harness
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| start_error(e.to_string()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| start_error("no stdout pipe".into()))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let kubeconfig = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(path) = line.strip_prefix("ready kubeconfig=") {
-                    break PathBuf::from(path);
+    Ok(control_plane)
+}
+
+/// A control plane this process started and owns (a program's own, unlike the shared
+/// [`control_plane`]): stopped by [`Harness::stop`] or when dropped.
+pub struct Harness {
+    pub control_plane: ControlPlane,
+    child: Child,
+}
+
+impl Harness {
+    /// Starts `kube-harness` (built first unless `BERTH_KUBE_BIN` names its directory), tagged
+    /// with `BERTH_E2E_RUN_ID` if set, and waits for its ready line.
+    pub fn start() -> Result<Self, HarnessError> {
+        // Both binaries and harness share one provider; a second install attempt is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let bin_dir = match std::env::var_os("BERTH_KUBE_BIN") {
+            Some(dir) => PathBuf::from(dir),
+            None => build()?,
+        };
+        let binary = bin_dir.join("kube-harness");
+        let start_error = |reason: String| HarnessError::Start {
+            binary: binary.clone(),
+            reason,
+        };
+        let mut harness = Command::new(&binary);
+        // The harness also stops when this process dies, however it dies: its stdin closes.
+        harness.arg("--exit-on-stdin-eof");
+        if let Some(run_id) = std::env::var_os("BERTH_E2E_RUN_ID") {
+            harness.arg("--run-id").arg(run_id);
+        }
+        let mut child = harness
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| start_error(e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| start_error("no stdout pipe".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let kubeconfig = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(path) = line.strip_prefix("ready kubeconfig=") {
+                        break PathBuf::from(path);
+                    }
+                }
+                Some(Err(e)) => return Err(HarnessError::NotReady(e.to_string())),
+                None => {
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(HarnessError::NotReady(format!(
+                        "kube-harness exited ({status}) before printing its ready line; its stderr above says why"
+                    )));
                 }
             }
-            Some(Err(e)) => return Err(HarnessError::NotReady(e.to_string())),
-            None => {
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(HarnessError::NotReady(format!(
-                    "kube-harness exited ({status}) before printing its ready line; its stderr above says why"
-                )));
+        };
+        Ok(Self {
+            control_plane: ControlPlane {
+                kubeconfig,
+                bin_dir,
+            },
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes the harness's standard input, which makes it stop its components and remove its
+    /// directory, and waits for that (up to `timeout`, then kills it).
+    pub fn stop(mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.shutdown(timeout)
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => break,
             }
         }
-    };
-    if let Ok(mut slot) = HARNESS.lock() {
-        *slot = Some(child);
+        let _ = self.child.kill();
+        self.child.wait().ok()
     }
-    Ok(ControlPlane {
-        kubeconfig,
-        bin_dir,
-    })
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(60));
+    }
 }
 
 /// Runs `e2e/kube-harness/build.sh`, which builds only what is not cached yet.

@@ -1,7 +1,8 @@
 //! Support for Berth's end-to-end tests: a real local control plane (started once per test
 //! process, or reused), Kubernetes clients for it, and a namespace per test that is dumped on
 //! failure and deleted afterwards; test Git repositories and real Git servers on loopback
-//! (smart HTTP behind TLS, SSH); a tenant whose agent can be run.
+//! (smart HTTP behind TLS, SSH); a tenant whose agent can be run; what `/proc` says about the
+//! processes a run started.
 // Test support: a failed setup step must stop the test loudly, with its reason.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -12,10 +13,11 @@ mod http;
 mod namespace;
 mod operator;
 pub mod policy_corpus;
+pub mod procfs;
 mod tenant;
 
-pub use control_plane::{ControlPlane, HarnessError, control_plane};
-pub use git::TestRepo;
+pub use control_plane::{ControlPlane, Harness, HarnessError, control_plane};
+pub use git::{LocalRepo, TestRepo};
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, http_post, metric};
 pub use namespace::{TestNamespace, in_namespace};

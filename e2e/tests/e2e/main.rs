@@ -14,4 +14,5 @@ mod provision;
 mod support;
 mod tenancy;
 mod transport;
+mod up;
 mod webhook;

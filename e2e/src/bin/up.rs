@@ -1,0 +1,676 @@
+//! `make up`: the whole platform on this machine until Ctrl-C. A real control plane on loopback
+//! (kube-harness), Berth's CRDs, an HTTPS Git server (generated CA, basic auth) holding the
+//! sample platform repository and the two sample tenants' repositories from `e2e/sample/`, and
+//! `berth-operator run` in process mode, which onboards the tenants and runs their agents.
+//!
+//! Prints progress, then how to look around and how to push a change, then the
+//! machine-readable line `berth-up ready kubeconfig=PATH` once every sample Tenant is Ready.
+//! SIGINT or SIGTERM stops the operator (and so its agents), the Git server and the control
+//! plane, checks that no process it started is left, and exits 0.
+//!
+//! Options: `--state-dir DIR` (default `.berth`: kubeconfig, logs, the repositories and their
+//! work trees, all recreated at each start). Environment: as the end-to-end suite (`BERTH_KUBE_BIN`,
+//! `BERTH_KUSTOMIZE`, `BERTH_E2E_RUN_ID` to tag the control plane).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_e2e::procfs::{self, ProcessInfo};
+use berth_e2e::{ControlPlane, Harness, HttpsGitServer, LocalRepo, binary, install_crds};
+use berth_engine::api::Tenant;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+const OPERATOR_NAMESPACE: &str = "berth-system";
+const GIT_USER: &str = "berth";
+const PLATFORM_INTERVAL: &str = "10s";
+/// After this long without every Tenant Ready, their conditions are printed (and the wait goes on).
+const READY_PATIENCE: Duration = Duration::from_secs(120);
+const USAGE: &str = "usage: up [--state-dir DIR]";
+
+#[derive(Debug)]
+struct Options {
+    state_dir: PathBuf,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        state_dir: PathBuf::from(".berth"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--state-dir" => options.state_dir = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+fn say(message: impl AsRef<str>) {
+    println!("berth-up: {}", message.as_ref());
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    // A current-thread runtime: children are started from the main thread, so the parent-death
+    // signal given to the operator (tied to the spawning thread) fires only when this process
+    // ends.
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("berth-up: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("berth-up: installing signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut up = Up::default();
+    let outcome = tokio::select! {
+        result = up.run(&options) => result,
+        name = signals.next() => {
+            say(format!("{name} received; stopping"));
+            Ok(())
+        }
+    };
+    if let Err(error) = &outcome {
+        eprintln!("berth-up: {error}");
+    }
+    let stopped = up.shutdown();
+    match (&outcome, stopped) {
+        (Ok(()), Ok(count)) => {
+            say(format!(
+                "stopped; all {count} processes it started have exited"
+            ));
+            ExitCode::SUCCESS
+        }
+        (_, Err(error)) => {
+            eprintln!("berth-up: {error}");
+            ExitCode::FAILURE
+        }
+        (Err(_), Ok(_)) => ExitCode::FAILURE,
+    }
+}
+
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// What has been started, so that [`Up::shutdown`] (or, on a panic, drop) stops it.
+#[derive(Default)]
+struct Up {
+    operator: Option<Child>,
+    git_server: Option<HttpsGitServer>,
+    harness: Option<Harness>,
+    /// Every process started so far, directly or below (agents, control-plane components, Git
+    /// CGIs), refreshed while running, for the final check that none is left.
+    started: BTreeMap<u32, ProcessInfo>,
+    state_dir: Option<PathBuf>,
+}
+
+/// Paths of the state directory.
+struct State {
+    dir: PathBuf,
+}
+
+impl State {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Up {
+    async fn run(&mut self, options: &Options) -> Result<(), String> {
+        let state = prepare_state_dir(&options.state_dir)?;
+        self.state_dir = Some(state.dir.clone());
+
+        say("starting the local control plane (kube-harness)");
+        let harness = Harness::start().map_err(|e| format!("the local control plane: {e}"))?;
+        let cp = harness.control_plane.clone();
+        self.harness = Some(harness);
+        self.remember_processes();
+        let kubeconfig = state.path("kubeconfig");
+        std::fs::copy(&cp.kubeconfig, &kubeconfig)
+            .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
+        let client = cp.admin_client().await.map_err(|e| e.to_string())?;
+        install_crds(&client).await;
+        create_namespace(&client, OPERATOR_NAMESPACE).await?;
+        say(format!(
+            "control plane ready; kubeconfig {}",
+            kubeconfig.display()
+        ));
+
+        let password = random_hex(16)?;
+        let password_file = state.path("git-password");
+        write_private(&password_file, &password)?;
+        let git_root = state.path("git");
+        let server = self
+            .git_server
+            .insert(HttpsGitServer::start(&git_root, GIT_USER, &password));
+        let ca_file = state.path("git-ca.pem");
+        std::fs::copy(server.ca_pem_path(), &ca_file)
+            .map_err(|e| format!("writing {}: {e}", ca_file.display()))?;
+        let https_base = server.url("").trim_end_matches('/').to_owned();
+        let repos = create_sample_repos(&state, &https_base)?;
+        say(format!(
+            "Git server {https_base} (user {GIT_USER}, password in {}, CA {}) serves {}",
+            password_file.display(),
+            ca_file.display(),
+            repos
+                .iter()
+                .map(|r| format!("{r}.git"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+
+        let tenants = read_sample_tenants(&state.path("work/platform/tenants"))?;
+        let ca_pem = std::fs::read_to_string(&ca_file)
+            .map_err(|e| format!("reading {}: {e}", ca_file.display()))?;
+        for secret in tenants.values().flatten() {
+            apply_credentials(&client, secret, &password, &ca_pem).await?;
+        }
+
+        let operator_log = state.path("operator.log");
+        let operator = self.operator.insert(start_operator(
+            &state,
+            &format!("{https_base}/platform.git"),
+            &kubeconfig,
+        )?);
+        say(format!(
+            "operator started (pid {}, log {}); waiting for tenants {} to be Ready",
+            operator.id(),
+            operator_log.display(),
+            tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+
+        let guide = Guide {
+            cp: &cp,
+            state: &state,
+            https_base: &https_base,
+            password: &password,
+            repos: &repos,
+        };
+        self.watch(&client, &tenants, &guide).await
+    }
+
+    /// Prints tenant progress until the operator exits (an error); returns never otherwise.
+    async fn watch(
+        &mut self,
+        client: &Client,
+        expected: &BTreeMap<String, Option<String>>,
+        guide: &Guide<'_>,
+    ) -> Result<(), String> {
+        let api = Api::<Tenant>::all(client.clone());
+        let started = Instant::now();
+        let mut shown: BTreeMap<String, String> = BTreeMap::new();
+        let mut ready = false;
+        let mut impatient = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Some(operator) = self.operator.as_mut()
+                && let Ok(Some(status)) = operator.try_wait()
+            {
+                return Err(format!(
+                    "the operator exited ({status}); see {}",
+                    guide.state.path("operator.log").display()
+                ));
+            }
+            self.remember_processes();
+            let Ok(list) = api.list(&ListParams::default()).await else {
+                continue;
+            };
+            let by_name: BTreeMap<String, &Tenant> =
+                list.items.iter().map(|t| (t.name_any(), t)).collect();
+            for name in expected.keys() {
+                let line = by_name
+                    .get(name)
+                    .map_or_else(|| "not created yet".to_owned(), |t| summary(t));
+                if shown.get(name) != Some(&line) {
+                    println!("  {name:<8} {line}");
+                    shown.insert(name.clone(), line);
+                }
+            }
+            let all_ready = expected
+                .keys()
+                .all(|n| by_name.get(n).is_some_and(|t| is_ready(t)));
+            if all_ready && !ready {
+                ready = true;
+                say(format!(
+                    "every tenant is Ready after {} s",
+                    started.elapsed().as_secs()
+                ));
+                guide.print();
+                println!(
+                    "berth-up ready kubeconfig={}",
+                    guide.state.path("kubeconfig").display()
+                );
+            } else if !ready && !impatient && started.elapsed() > READY_PATIENCE {
+                impatient = true;
+                say(format!(
+                    "not every tenant is Ready after {} s; their conditions:",
+                    READY_PATIENCE.as_secs()
+                ));
+                for name in expected.keys() {
+                    match by_name.get(name) {
+                        Some(tenant) => print_conditions(tenant),
+                        None => println!("  {name}: not created (see the operator log)"),
+                    }
+                }
+                guide.print();
+                say("still waiting; Ctrl-C stops everything");
+            }
+        }
+    }
+
+    fn remember_processes(&mut self) {
+        for process in procfs::descendants(std::process::id()) {
+            self.started.entry(process.pid).or_insert(process);
+        }
+    }
+
+    /// Stops everything in dependency order: the operator (its agents stop with it), the Git
+    /// server, the control plane; then checks that every process seen has exited. Returns how
+    /// many there were.
+    fn shutdown(&mut self) -> Result<usize, String> {
+        self.remember_processes();
+        if let Some(mut operator) = self.operator.take() {
+            stop_child(&mut operator, Duration::from_secs(20));
+        }
+        drop(self.git_server.take());
+        if let Some(harness) = self.harness.take() {
+            harness.stop(Duration::from_secs(60));
+        }
+        if let Some(dir) = self.state_dir.take() {
+            // Both are useless without this control plane; keeping them would only mislead.
+            let _ = std::fs::remove_file(dir.join("kubeconfig"));
+            let _ = std::fs::remove_dir_all(dir.join("cache"));
+        }
+        let started = std::mem::take(&mut self.started);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: Vec<&ProcessInfo> = started.values().filter(|p| p.is_running()).collect();
+            if left.is_empty() {
+                return Ok(started.len());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "processes still running after shutdown: {}",
+                    left.iter()
+                        .map(|p| format!("{} ({})", p.pid, p.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Up {
+    /// Reached without [`Up::shutdown`] only when a setup step panicked.
+    fn drop(&mut self) {
+        let started = self.operator.is_some() || self.git_server.is_some();
+        if (started || self.harness.is_some())
+            && let Err(error) = self.shutdown()
+        {
+            eprintln!("berth-up: {error}");
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+fn stop_child(child: &mut Child, grace: Duration) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("berth-up: pid {} ignored SIGTERM; killing it", child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Creates the state directory and empties what a previous run left in it.
+fn prepare_state_dir(dir: &Path) -> Result<State, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for stale in ["git", "work", "cache"] {
+        let path = dir.join(stale);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(State { dir })
+}
+
+fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample")
+}
+
+/// One repository per directory of `e2e/sample/` (`platform` and the tenants'), `{{GIT}}`
+/// replaced by where the tenants' repositories are served. Returns their names.
+fn create_sample_repos(state: &State, tenant_base: &str) -> Result<Vec<String>, String> {
+    let sample = sample_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&sample)
+        .map_err(|e| format!("{}: {e}", sample.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    for name in &names {
+        let repo = LocalRepo::create(
+            &state.path(&format!("git/{name}.git")),
+            &state.path(&format!("work/{name}")),
+        )?;
+        repo.copy_from(&sample.join(name), &[("{{GIT}}", tenant_base)])?;
+        repo.commit(&format!("Sample content from e2e/sample/{name}"))?;
+    }
+    Ok(names)
+}
+
+/// The sample Tenants by name, with their credentials Secret's name.
+fn read_sample_tenants(dir: &Path) -> Result<BTreeMap<String, Option<String>>, String> {
+    let mut tenants = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let documents: Vec<Tenant> =
+            serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for tenant in documents {
+            tenants.insert(tenant.name_any(), tenant.spec.source.credentials_secret);
+        }
+    }
+    if tenants.is_empty() {
+        return Err(format!("no Tenant under {}", dir.display()));
+    }
+    Ok(tenants)
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<(), String> {
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("berth-up").force(),
+            &Patch::Apply(&namespace),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("creating namespace {name}: {e}"))
+}
+
+/// The Secret a Tenant's `source.credentialsSecret` names: what its agent needs to fetch over
+/// HTTPS from this server.
+async fn apply_credentials(
+    client: &Client,
+    name: &str,
+    password: &str,
+    ca_pem: &str,
+) -> Result<(), String> {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(OPERATOR_NAMESPACE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(
+            [
+                ("username".to_owned(), GIT_USER.to_owned()),
+                ("password".to_owned(), password.to_owned()),
+                ("ca.crt".to_owned(), ca_pem.to_owned()),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .patch(
+            name,
+            &PatchParams::apply("berth-up").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("creating Secret {OPERATOR_NAMESPACE}/{name}: {e}"))
+}
+
+fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Result<Child, String> {
+    let log_path = state.path("operator.log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let kustomize = std::env::var_os("BERTH_KUSTOMIZE").unwrap_or_else(|| "kustomize".into());
+    // setpriv's parent-death signal: should this process be killed outright, the operator
+    // still gets SIGTERM (and stops its agents) instead of running on.
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--pdeathsig", "TERM", "--"])
+        .arg(binary("berth-operator"))
+        .args(["run", "--namespace", OPERATOR_NAMESPACE])
+        .args(["--platform-repo", platform_url])
+        .args(["--platform-interval", PLATFORM_INTERVAL])
+        .arg("--platform-ca-file")
+        .arg(state.path("git-ca.pem"))
+        .args(["--platform-username", GIT_USER])
+        .arg("--platform-password-file")
+        .arg(state.path("git-password"))
+        .args(["--agent-mode", "process"])
+        .arg("--cache-dir")
+        .arg(state.path("cache"))
+        .arg("--kustomize")
+        .arg(kustomize)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    command
+        .spawn()
+        .map_err(|e| format!("starting berth-operator under setpriv (util-linux): {e}"))
+}
+
+fn condition<'a>(tenant: &'a Tenant, type_: &str) -> Option<&'a berth_engine::api::Condition> {
+    tenant
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn is_ready(tenant: &Tenant) -> bool {
+    condition(tenant, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// One line of progress for a tenant.
+fn summary(tenant: &Tenant) -> String {
+    let Some(ready) = condition(tenant, "Ready") else {
+        return "created, not reconciled yet".into();
+    };
+    if ready.status == "True" {
+        let status = tenant.status.as_ref();
+        let revision = status
+            .and_then(|s| s.last_applied_revision.as_deref())
+            .unwrap_or("");
+        return format!(
+            "Ready: revision {} applied ({} objects)",
+            revision.get(..12).unwrap_or(revision),
+            status.map_or(0, |s| s.objects)
+        );
+    }
+    let mut message = ready.message.replace('\n', " ");
+    if message.chars().count() > 160 {
+        message = message.chars().take(160).collect::<String>() + "…";
+    }
+    format!("not Ready ({}): {message}", ready.reason)
+}
+
+fn print_conditions(tenant: &Tenant) {
+    println!("  {}:", tenant.name_any());
+    for c in tenant.status.iter().flat_map(|s| &s.conditions) {
+        println!(
+            "    {}={} {}: {}",
+            c.type_,
+            c.status,
+            c.reason,
+            c.message.replace('\n', " ")
+        );
+    }
+}
+
+/// What to look at, printed once the tenants are Ready (or, failing that, after a while).
+struct Guide<'a> {
+    cp: &'a ControlPlane,
+    state: &'a State,
+    https_base: &'a str,
+    password: &'a str,
+    repos: &'a [String],
+}
+
+impl Guide<'_> {
+    fn print(&self) {
+        let berth_bin = binary("berth-operator");
+        let berth_bin = berth_bin.parent().unwrap_or(Path::new("."));
+        let state = &self.state.dir;
+        let tenant = self
+            .repos
+            .iter()
+            .find(|r| *r != "platform")
+            .map_or("team-a", String::as_str);
+        println!();
+        println!("Berth is running. In another shell:");
+        println!();
+        println!("  export KUBECONFIG={}", state.join("kubeconfig").display());
+        println!(
+            "  export PATH={}:{}:$PATH",
+            self.cp.bin_dir.display(),
+            berth_bin.display()
+        );
+        let report = format!(
+            "berth-operator report --output-dir {}",
+            state.join("report").display()
+        );
+        let deployed = format!("kubectl get deploy,svc,cm -n {tenant}");
+        for (command, why) in [
+            (
+                "kubectl get tenants",
+                "Ready, Synced, PolicyCompliant, revision",
+            ),
+            ("kubectl get tsync -A", "what each tenant's agent last did"),
+            (&deployed, "what its agent applied"),
+            (
+                "kubectl get policyreports -A",
+                "the policy decisions, per revision",
+            ),
+            (&report, "the auditor's report (audit.html)"),
+        ] {
+            println!("  {command:<36} # {why}");
+        }
+        println!();
+        println!("Change a repository: commit and push in its work tree, e.g.");
+        println!(
+            "  cd {} && $EDITOR configmap.yaml && git commit -am 'Say hello' && git push",
+            state.join("work").join(tenant).display()
+        );
+        println!(
+            "  (its agent applies it within the Tenant's interval; `platform` is synced every {PLATFORM_INTERVAL})"
+        );
+        println!("or clone one over HTTPS, as the operator and agents fetch it:");
+        // The environment variable, as it overrides any GIT_SSL_CAINFO already set (git's
+        // `http.sslCAInfo` setting does not).
+        println!(
+            "  GIT_SSL_CAINFO={} git clone https://{GIT_USER}:{}@{}/{tenant}.git",
+            state.join("git-ca.pem").display(),
+            self.password,
+            self.https_base.trim_start_matches("https://")
+        );
+        println!();
+        println!(
+            "Logs of the operator and its agents: {}. Ctrl-C stops everything.",
+            state.join("operator.log").display()
+        );
+        println!();
+    }
+}
+
+/// `bytes` random bytes as hex, from the kernel.
+fn random_hex(bytes: usize) -> Result<String, String> {
+    let mut buffer = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buffer))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, content: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
