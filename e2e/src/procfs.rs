@@ -74,6 +74,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS")
 }
 
+/// Proportional memory of `pid` in KiB (`Pss` of `smaps_rollup`): pages shared with other
+/// processes (the same binary's code, for every agent) count by their share, so the sum over
+/// processes is what they really take together.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A memory figure of `/proc/PID/status` in KiB, e.g. `VmHWM` (peak resident memory).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

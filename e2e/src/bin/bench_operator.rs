@@ -57,6 +57,7 @@ struct Phase {
     operator_peak_kib: u64,
     operator_cpu: f64,
     agents_rss_kib: Vec<u64>,
+    agents_pss_kib: Vec<u64>,
     agents_cpu: f64,
     operator_exit: Option<i32>,
     left_running: usize,
@@ -187,6 +188,7 @@ async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<
         operator_peak_kib: 0,
         operator_cpu: 0.0,
         agents_rss_kib: Vec::new(),
+        agents_pss_kib: Vec::new(),
         agents_cpu: 0.0,
         operator_exit: None,
         left_running: 0,
@@ -267,6 +269,10 @@ async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<
     result.agents_rss_kib = agent_processes
         .iter()
         .filter_map(|a| procfs::rss_kib(a.pid))
+        .collect();
+    result.agents_pss_kib = agent_processes
+        .iter()
+        .filter_map(|a| procfs::pss_kib(a.pid))
         .collect();
     result.agents_cpu = agent_processes
         .iter()
@@ -384,6 +390,13 @@ fn print_table(phases: &[Phase]) {
             "–".into()
         } else {
             mib(p.agents_rss_kib.iter().sum())
+        }
+    });
+    row("agents' PSS, total (shared code counted once)", &|p| {
+        if p.agents_pss_kib.is_empty() {
+            "–".into()
+        } else {
+            mib(p.agents_pss_kib.iter().sum())
         }
     });
     row("agents' CPU time, total", &|p| match p.mode {
