@@ -102,17 +102,15 @@ impl LeaseLock {
         }
     }
 
-    /// Renews the lease until `shutdown`; returns an error if it could not be renewed within its
-    /// duration (another replica may hold it now), `Ok` on shutdown, having released it.
+    /// Renews the lease until `shutdown` (`Ok`; release it once everything has stopped), or
+    /// returns an error if it could not be renewed within its duration (another replica may
+    /// hold it now).
     pub async fn hold(&self, shutdown: &CancellationToken) -> Result<(), LeaderError> {
         let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.period()) => {}
-                () = shutdown.cancelled() => {
-                    self.release().await;
-                    return Ok(());
-                }
+                () = shutdown.cancelled() => return Ok(()),
             }
             match self.try_hold().await {
                 Ok(true) => renewed = tokio::time::Instant::now(),
@@ -199,7 +197,7 @@ impl LeaseLock {
     }
 
     /// Gives the lease up so a standby takes over at once instead of after it expires.
-    async fn release(&self) {
+    pub async fn release(&self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };

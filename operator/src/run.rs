@@ -154,11 +154,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    if args.metrics_addr != "off" {
-        let addr: std::net::SocketAddr = args
-            .metrics_addr
-            .parse()
-            .map_err(|e| format!("--metrics-addr {}: {e}", args.metrics_addr))?;
+    if let Some(addr) = listen_addr("--metrics-addr", &args.metrics_addr)? {
         let (served, stop) = (metrics.clone(), shutdown.clone());
         tokio::spawn(async move {
             if let Err(error) =
@@ -201,7 +197,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
                 Ok(())
             };
             acting.cancel();
-            result
+            (lease, result)
         })
     };
     if let Some(source) = source {
@@ -218,11 +214,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
         };
         tokio::spawn(sync.run(acting.clone()));
     }
-    if args.webhook_addr != "off" {
-        let addr: std::net::SocketAddr = args
-            .webhook_addr
-            .parse()
-            .map_err(|e| format!("--webhook-addr {}: {e}", args.webhook_addr))?;
+    if let Some(addr) = listen_addr("--webhook-addr", &args.webhook_addr)? {
         let state = Arc::new(webhook::WebhookState::new(
             client.clone(),
             args.namespace.clone(),
@@ -266,15 +258,31 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
     }
     metrics.set_leading(false);
     match leadership.await {
-        Ok(Err(error)) => {
+        Ok((_, Err(error))) => {
             tracing::error!(%error, "stopped acting");
             Ok(ExitCode::FAILURE)
         }
-        _ => {
+        Ok((lease, Ok(()))) => {
+            // Only now that nothing acts any more may a standby take over at once.
+            if args.leader_elect {
+                lease.release().await;
+            }
             tracing::info!("shut down");
             Ok(ExitCode::SUCCESS)
         }
+        Err(error) => Err(format!("leader election task: {error}")),
     }
+}
+
+/// The address a listener flag names, or `None` for `off`.
+fn listen_addr(flag: &str, value: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("{flag} {value}: {e}"))
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

@@ -27,6 +27,8 @@ use crate::metrics::OperatorMetrics;
 use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, PlatformPolicy, read_policy, tenant_data_key};
 use crate::platform::{read_tenants, validate};
 
+/// Tenants applied at once.
+const APPLY_CONCURRENCY: usize = 8;
 /// An unchanged platform commit is applied again after this long, correcting drift.
 const REAPPLY: Duration = Duration::from_secs(300);
 
@@ -127,27 +129,16 @@ impl PlatformSync {
         self.check_bundle(&policy).await?;
         self.publish_policy(&policy, &revision.commit).await?;
         let api = Api::<Tenant>::all(self.client.clone());
+        // A few at a time: a commit onboarding hundreds of tenants should not take minutes.
         let mut declared = BTreeSet::new();
-        for (_, tenant) in &tenants {
-            let name = tenant.name_any();
-            let mut object =
-                serde_json::to_value(tenant).map_err(|e| PlatformSyncError::Read(e.to_string()))?;
-            let mut labels = tenant.labels().clone();
-            labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
-            object["metadata"] =
-                json!({"name": name, "labels": labels, "annotations": tenant.annotations()});
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(|source| PlatformSyncError::Api {
-                action: "applying",
-                name: format!("Tenant {name}"),
-                source,
-            })?;
-            declared.insert(name);
+        for chunk in tenants.chunks(APPLY_CONCURRENCY) {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for (_, tenant) in chunk {
+                batch.push(self.apply_tenant(&api, tenant));
+            }
+            for name in futures::future::join_all(batch).await {
+                declared.insert(name?);
+            }
         }
         for name in self.previous().await.difference(&declared) {
             let ours = match api.get_opt(name).await {
@@ -180,6 +171,33 @@ impl PlatformSync {
             .await?;
         *last = Some((revision.commit.clone(), std::time::Instant::now()));
         Ok(Some(revision.commit))
+    }
+
+    /// Applies one Tenant as the platform declares it; returns its name.
+    async fn apply_tenant(
+        &self,
+        api: &Api<Tenant>,
+        tenant: &Tenant,
+    ) -> Result<String, PlatformSyncError> {
+        let name = tenant.name_any();
+        let mut object =
+            serde_json::to_value(tenant).map_err(|e| PlatformSyncError::Read(e.to_string()))?;
+        let mut labels = tenant.labels().clone();
+        labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+        object["metadata"] =
+            json!({"name": name, "labels": labels, "annotations": tenant.annotations()});
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|source| PlatformSyncError::Api {
+            action: "applying",
+            name: format!("Tenant {name}"),
+            source,
+        })?;
+        Ok(name)
     }
 
     /// Refuses a bundle that does not load as the agents would load it.

@@ -34,6 +34,8 @@ use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError
 
 /// Finalizer that offboards a Tenant before it goes.
 pub const FINALIZER: &str = "berth.dev/offboard";
+/// Tenants reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
 /// Provisioned objects are re-applied this often, correcting drift.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Field manager of the TenantSync the operator creates (the agent owns its status).
@@ -117,6 +119,10 @@ pub async fn run(settings: Settings, stop: CancellationToken) {
         policy,
     };
     Controller::new(tenants, watcher::Config::default().labels(&selector))
+        // Bounded, so a thousand tenants arriving at once queue instead of all being in flight.
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+        )
         .watches(
             Api::<TenantSync>::all(client),
             watcher::Config::default().labels(TENANT_LABEL),
@@ -206,17 +212,7 @@ where
 }
 
 async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
-    let outcome = match provision::build(tenant, &context.provision) {
-        Ok(desired) => apply_all(&context.client, &desired).await.map(|()| desired),
-        Err(e) => Err(TenantError::from(e)),
-    };
-    let outcome = match outcome {
-        Ok(desired) => match prune(tenant, &desired, context).await {
-            Ok(()) => apply_agent_inputs(tenant, context).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let outcome = provision_steps(tenant, context).await;
     let provisioned = match &outcome {
         Ok(()) => decided(
             "Provisioned",
@@ -241,6 +237,14 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
         }
         Err(e) => Err(e),
     }
+}
+
+/// Build → apply → prune → what the agent reads, stopping at the first failure.
+async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<(), TenantError> {
+    let desired = provision::build(tenant, &context.provision)?;
+    apply_all(&context.client, &desired).await?;
+    prune(tenant, &desired, context).await?;
+    apply_agent_inputs(tenant, context).await
 }
 
 async fn apply_all(client: &Client, desired: &provision::Desired) -> Result<(), TenantError> {
