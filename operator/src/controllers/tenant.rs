@@ -3,8 +3,9 @@
 //! finalizer offboards a deleted Tenant (its namespaces are deleted unless the Tenant carries
 //! `berth.dev/keep-namespaces: "true"`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use berth_engine::api::{SYNC_NAME, Tenant, TenantSync};
 use berth_engine::apply::FIELD_MANAGER;
@@ -87,6 +88,49 @@ struct Context {
     deployment: Option<DeploymentSettings>,
     /// The platform policy ConfigMap, as last seen.
     policy: reflector::Store<ConfigMap>,
+    /// Per tenant, what its berth was last fully provisioned for and when.
+    provisioned: Mutex<HashMap<String, (ProvisionedFor, Instant)>>,
+}
+
+/// What a full provisioning depends on besides time: the Tenant's spec and the platform policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProvisionedFor {
+    generation: Option<i64>,
+    policy_version: Option<String>,
+}
+
+impl Context {
+    fn provisioned_for(&self, tenant: &Tenant) -> ProvisionedFor {
+        let platform = self
+            .policy
+            .get(&ObjectRef::new(PLATFORM_POLICY).within(&self.provision.operator_namespace));
+        ProvisionedFor {
+            generation: tenant.metadata.generation,
+            policy_version: platform.and_then(|cm| cm.metadata.resource_version.clone()),
+        }
+    }
+
+    /// Whether the berth was provisioned for exactly this, recently: most reconciles only
+    /// mirror the agent's TenantSync and need no write but the status.
+    fn is_fresh(&self, name: &str, wanted: &ProvisionedFor) -> bool {
+        let memo = self
+            .provisioned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        memo.get(name)
+            .is_some_and(|(done, at)| done == wanted && at.elapsed() < RESYNC)
+    }
+
+    fn remember(&self, name: &str, done: Option<ProvisionedFor>) {
+        let mut memo = self
+            .provisioned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match done {
+            Some(done) => memo.insert(name.to_owned(), (done, Instant::now())),
+            None => memo.remove(name),
+        };
+    }
 }
 
 /// Runs the controller until `stop`, letting running reconciles finish. A Tenant is
@@ -117,6 +161,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) {
         provision,
         deployment,
         policy,
+        provisioned: Mutex::new(HashMap::new()),
     };
     Controller::new(tenants, watcher::Config::default().labels(&selector))
         // Bounded, so a thousand tenants arriving at once queue instead of all being in flight.
@@ -212,7 +257,15 @@ where
 }
 
 async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
-    let outcome = provision_steps(tenant, context).await;
+    let name = tenant.name_any();
+    let wanted = context.provisioned_for(tenant);
+    let outcome = if context.is_fresh(&name, &wanted) {
+        Ok(())
+    } else {
+        let outcome = provision_steps(tenant, context).await;
+        context.remember(&name, outcome.is_ok().then_some(wanted));
+        outcome
+    };
     let provisioned = match &outcome {
         Ok(()) => decided(
             "Provisioned",
@@ -243,8 +296,21 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
 async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<(), TenantError> {
     let desired = provision::build(tenant, &context.provision)?;
     apply_all(&context.client, &desired).await?;
-    prune(tenant, &desired, context).await?;
+    // Listing every kind is not free: only a spec not yet provisioned can have dropped something.
+    if !provisioned_at_this_generation(tenant) {
+        prune(tenant, &desired, context).await?;
+    }
     apply_agent_inputs(tenant, context).await
+}
+
+fn provisioned_at_this_generation(tenant: &Tenant) -> bool {
+    tenant.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "Provisioned"
+                && c.status == "True"
+                && c.observed_generation == tenant.metadata.generation
+        })
+    })
 }
 
 async fn apply_all(client: &Client, desired: &provision::Desired) -> Result<(), TenantError> {
@@ -430,6 +496,7 @@ async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantEr
     delete(Api::<ConfigMap>::namespaced(client.clone(), ns), &access).await?;
     delete(Api::<RoleBinding>::namespaced(client.clone(), ns), &access).await?;
     delete(Api::<Role>::namespaced(client.clone(), ns), &access).await?;
+    context.remember(&name, None);
     tracing::info!(tenant = %name, kept_namespaces = keep, "offboarded");
     Ok(Action::await_change())
 }
