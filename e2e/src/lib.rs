@@ -20,7 +20,7 @@ pub use control_plane::{ControlPlane, Harness, HarnessError, control_plane};
 pub use git::{LocalRepo, TestRepo};
 pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, http_post, metric};
-pub use namespace::{TestNamespace, in_namespace};
+pub use namespace::{TestNamespace, ensure_namespace, in_namespace};
 pub use operator::{E2E_LABEL, TestOperator, agent_processes, tenant_document};
 pub use tenant::{
     BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,

@@ -116,3 +116,22 @@ where
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+
+/// Creates namespace `name` if it does not exist (server-side apply; idempotent).
+pub async fn ensure_namespace(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..kube::api::ObjectMeta::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("berth-e2e").force(),
+            &kube::api::Patch::Apply(&namespace),
+        )
+        .await
+        .map(|_| ())
+}

@@ -25,6 +25,33 @@ impl TestOperator {
         Self::start_as(&cp.kubeconfig, namespace, cache, extra)
     }
 
+    /// The usual platform: `platform_url` synced every second, agents as child processes.
+    pub fn start_platform(
+        cp: &ControlPlane,
+        namespace: &str,
+        cache: &Path,
+        platform_url: &str,
+    ) -> Self {
+        Self::start_as(
+            &cp.kubeconfig,
+            namespace,
+            cache,
+            &Self::platform_args(platform_url),
+        )
+    }
+
+    /// The arguments of [`Self::start_platform`].
+    pub fn platform_args(platform_url: &str) -> [&str; 6] {
+        [
+            "--platform-repo",
+            platform_url,
+            "--platform-interval",
+            "1s",
+            "--agent-mode",
+            "process",
+        ]
+    }
+
     /// Like [`Self::start`], with the identity of `kubeconfig` instead of the admin's.
     pub fn start_as(kubeconfig: &Path, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
         let (metrics_addr, webhook_addr) = (free_addr(), free_addr());

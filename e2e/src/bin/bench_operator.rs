@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use berth_e2e::procfs::{self, ProcessInfo};
 use berth_e2e::{BackgroundProcess, Harness, LocalRepo, binary, install_crds};
 use berth_engine::api::Tenant;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
@@ -82,24 +82,6 @@ fn has_condition(tenant: &Tenant, type_: &str) -> bool {
     })
 }
 
-async fn create_namespace(client: &Client, name: &str) -> BenchResult<()> {
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            name,
-            &PatchParams::apply("berth-bench").force(),
-            &Patch::Apply(&namespace),
-        )
-        .await?;
-    Ok(())
-}
-
 /// Runs one phase on its own control plane and stops everything it started.
 async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<Phase> {
     eprintln!(
@@ -110,7 +92,7 @@ async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<
     let cp = harness.control_plane.clone();
     let client = cp.admin_client().await?;
     install_crds(&client).await;
-    create_namespace(&client, OPERATOR_NAMESPACE).await?;
+    berth_e2e::ensure_namespace(&client, OPERATOR_NAMESPACE).await?;
 
     let dir = tempfile::Builder::new()
         .prefix("berth-bench-operator-")

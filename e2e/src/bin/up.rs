@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use berth_e2e::procfs::{self, ProcessInfo};
 use berth_e2e::{ControlPlane, Harness, HttpsGitServer, LocalRepo, binary, install_crds};
 use berth_engine::api::Tenant;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -175,7 +175,9 @@ impl Up {
             .map_err(|e| format!("writing {}: {e}", kubeconfig.display()))?;
         let client = cp.admin_client().await.map_err(|e| e.to_string())?;
         install_crds(&client).await;
-        create_namespace(&client, OPERATOR_NAMESPACE).await?;
+        berth_e2e::ensure_namespace(&client, OPERATOR_NAMESPACE)
+            .await
+            .map_err(|e| format!("creating namespace {OPERATOR_NAMESPACE}: {e}"))?;
         say(format!(
             "control plane ready; kubeconfig {}",
             kubeconfig.display()
@@ -431,25 +433,6 @@ fn read_sample_tenants(dir: &Path) -> Result<BTreeMap<String, Option<String>>, S
         return Err(format!("no Tenant under {}", dir.display()));
     }
     Ok(tenants)
-}
-
-async fn create_namespace(client: &Client, name: &str) -> Result<(), String> {
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            name,
-            &PatchParams::apply("berth-up").force(),
-            &Patch::Apply(&namespace),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("creating namespace {name}: {e}"))
 }
 
 /// The Secret a Tenant's `source.credentialsSecret` names: what its agent needs to fetch over

@@ -39,7 +39,7 @@ async fn the_shipped_operator_rbac_is_enough_to_onboard_and_offboard() {
             kubeconfig.path(),
             NAMESPACE,
             cache.path(),
-            &["--platform-repo", &platform_repo.file_url(), "--platform-interval", "1s", "--agent-mode", "process"],
+            &TestOperator::platform_args(&platform_repo.file_url()),
         );
         tenant_ready(&admin, &tenant, Duration::from_secs(90)).await?;
         assert!(Api::<ConfigMap>::namespaced(admin.clone(), &tenant).get_opt("hello").await?.is_some());

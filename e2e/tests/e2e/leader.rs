@@ -40,14 +40,8 @@ async fn only_the_leader_acts_and_a_killed_leader_is_replaced_without_duplicates
                 tenant_document(&platform.name, name, &spec),
             );
         }
-        let args = [
-            "--platform-repo",
-            &platform_repo.file_url(),
-            "--platform-interval",
-            "1s",
-            "--agent-mode",
-            "process",
-        ];
+        let url = platform_repo.file_url();
+        let args = TestOperator::platform_args(&url);
         let (cache_1, cache_2) = (tempfile::tempdir()?, tempfile::tempdir()?);
 
         // The first operator leads; the second stands by and writes nothing.

@@ -189,18 +189,11 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         );
         platform_repo.commit("onboard");
         let cache = tempfile::tempdir()?;
-        let operator = TestOperator::start(
+        let operator = TestOperator::start_platform(
             cp,
             &platform.name,
             cache.path(),
-            &[
-                "--platform-repo",
-                &platform_repo.file_url(),
-                "--platform-interval",
-                "1s",
-                "--agent-mode",
-                "process",
-            ],
+            &platform_repo.file_url(),
         );
         // Platform commit → Tenant → namespace, RBAC → agent → the tenant's repository applied.
         let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &tenant);

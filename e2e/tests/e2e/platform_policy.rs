@@ -58,18 +58,11 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         );
         platform_repo.commit("tenants and policy");
         let cache = tempfile::tempdir()?;
-        let _operator = TestOperator::start(
+        let _operator = TestOperator::start_platform(
             cp,
             &platform.name,
             cache.path(),
-            &[
-                "--platform-repo",
-                &platform_repo.file_url(),
-                "--platform-interval",
-                "1s",
-                "--agent-mode",
-                "process",
-            ],
+            &platform_repo.file_url(),
         );
 
         // The common data requires the label; the relaxed tenant's own data does not.

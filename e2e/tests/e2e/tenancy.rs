@@ -78,12 +78,7 @@ async fn tenants_stay_apart_and_within_their_quota() {
         );
         platform_repo.commit("onboard team-a and team-b");
         let cache = tempfile::tempdir()?;
-        let _operator = TestOperator::start(
-            cp,
-            &platform.name,
-            cache.path(),
-            &["--platform-repo", &platform_repo.file_url(), "--platform-interval", "1s", "--agent-mode", "process"],
-        );
+        let _operator = TestOperator::start_platform(cp, &platform.name, cache.path(), &platform_repo.file_url());
         let tenants = Api::<Tenant>::all(admin.clone());
         for tenant in [&a, &b] {
             tenant_ready(&admin, tenant, Duration::from_secs(120)).await?;

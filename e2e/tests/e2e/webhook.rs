@@ -58,18 +58,11 @@ async fn a_signed_push_triggers_the_agent_and_a_forged_one_nothing() {
         );
         platform_repo.commit("onboard");
         let cache = tempfile::tempdir()?;
-        let operator = TestOperator::start(
+        let operator = TestOperator::start_platform(
             cp,
             &platform.name,
             cache.path(),
-            &[
-                "--platform-repo",
-                &platform_repo.file_url(),
-                "--platform-interval",
-                "1s",
-                "--agent-mode",
-                "process",
-            ],
+            &platform_repo.file_url(),
         );
         let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &tenant);
         let version = || async {
