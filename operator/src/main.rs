@@ -18,9 +18,10 @@ use clap::{Parser, Subcommand};
 /// Berth's platform operator: onboards tenants from the platform repository, provisions their
 /// namespaces, RBAC, quotas and network isolation, and runs one agent per tenant.
 ///
-/// `run` syncs the platform repository and runs the Tenant controller (provisioning and
-/// offboarding; the agent lifecycle is not built yet). `render` shows what a Tenant provisions, `crds` prints Berth's
-/// CustomResourceDefinitions, `report` writes the auditor's report.
+/// `run` is the operator (leader-elected): platform-repo sync, Tenant controller, agents,
+/// webhook receiver. `render` shows what a Tenant provisions, `validate` checks a platform
+/// repository, `crds` prints Berth's CustomResourceDefinitions, `report` writes the auditor's
+/// report.
 #[derive(Debug, Parser)]
 #[command(name = "berth-operator", version)]
 struct Cli {
@@ -39,8 +40,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the operator: platform-repo sync (with --platform-repo) and the Tenant controller,
-    /// until SIGTERM/SIGINT.
+    /// Run the operator until SIGTERM/SIGINT: once it holds the leader Lease, the platform-repo
+    /// sync (with --platform-repo), the Tenant controller, the agents (--agent-mode) and the
+    /// webhook receiver (--webhook-addr).
     Run(Box<run::RunArgs>),
     /// Print Berth's CustomResourceDefinitions as YAML (what deploy/crds/ holds).
     Crds,

@@ -19,7 +19,8 @@ use crate::webhook;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The operator's own namespace, where per-tenant policy ConfigMaps live.
+    /// The operator's own namespace: its Lease, state and policy ConfigMaps, and the tenants'
+    /// credentials and webhook Secrets.
     #[arg(long, default_value = "berth-system", env = "BERTH_NAMESPACE")]
     namespace: String,
     /// The platform repository (https://, ssh://, file://); without it only Tenants created
@@ -69,7 +70,7 @@ pub struct RunArgs {
     /// The berth-agent program (process mode); default: beside berth-operator.
     #[arg(long)]
     agent_binary: Option<PathBuf>,
-    /// The kustomize program the agents run.
+    /// The kustomize program the agents run (process mode).
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
     kustomize: PathBuf,
     /// Address of `/metrics`, `/healthz` and `/readyz` (ready = leading), or `off`.
