@@ -55,8 +55,9 @@ enum Command {
         #[arg(long, default_value = "berth-system")]
         operator_namespace: String,
     },
-    /// Validate the Tenant documents of a platform repository working tree (every YAML file under
-    /// DIR/tenants) together, as the operator does before applying them; for the platform's CI.
+    /// Validate a platform repository working tree as the operator does before applying it: the
+    /// Tenant documents (every YAML file under DIR/tenants) together, and the policy under
+    /// DIR/policies (the bundle loads, data files are JSON objects); for the platform's CI.
     /// Exit code 0: valid; 2: problems (each named with its file); 1: unreadable.
     Validate {
         /// The platform repository's working tree.
@@ -104,31 +105,23 @@ async fn main() -> ExitCode {
         Command::Validate {
             dir,
             operator_namespace,
-        } => {
-            let tenants = berth_engine::source::read_local_dir(&dir)
-                .map_err(|e| e.to_string())
-                .and_then(|files| {
-                    platform::read_tenants(&files, "tenants").map_err(|e| e.to_string())
-                });
-            match tenants {
-                Err(error) => {
-                    eprintln!("berth-operator validate: {error}");
-                    ExitCode::FAILURE
+        } => match validate_platform(&dir, &operator_namespace).await {
+            Err(error) => {
+                eprintln!("berth-operator validate: {error}");
+                ExitCode::FAILURE
+            }
+            Ok((tenants, problems)) => {
+                for problem in &problems {
+                    println!("{problem}");
                 }
-                Ok(tenants) => {
-                    let problems = platform::validate(&tenants, &operator_namespace);
-                    for problem in &problems {
-                        println!("{problem}");
-                    }
-                    println!("{} tenants, {} problems", tenants.len(), problems.len());
-                    if problems.is_empty() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(2)
-                    }
+                println!("{tenants} tenants, {} problems", problems.len());
+                if problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
                 }
             }
-        }
+        },
         Command::Report { output_dir } => {
             telemetry::init(cli.log_format);
             match write_audit(&output_dir).await {
@@ -150,6 +143,38 @@ async fn main() -> ExitCode {
             run::run(*args).await
         }
     }
+}
+
+/// The Tenants of a platform working tree and its policy, checked as the platform sync checks
+/// them: the number of Tenants and every problem.
+async fn validate_platform(
+    dir: &std::path::Path,
+    operator_namespace: &str,
+) -> Result<(usize, Vec<String>), String> {
+    let files = berth_engine::source::read_local_dir(dir).map_err(|e| e.to_string())?;
+    let tenants = platform::read_tenants(&files, "tenants").map_err(|e| e.to_string())?;
+    let mut problems: Vec<String> = platform::validate(&tenants, operator_namespace)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    match platform::policy::read_policy(&files, "policies") {
+        Err(error) => problems.push(error.to_string()),
+        Ok(policy) => {
+            if let Some(bundle) = &policy.bundle {
+                let name = format!("policies/{}", platform::policy::BUNDLE_KEY);
+                if let Err(error) = berth_engine::policy::PolicyBundle::from_bytes(
+                    &name,
+                    bundle,
+                    serde_json::json!({}),
+                )
+                .await
+                {
+                    problems.push(error.to_string());
+                }
+            }
+        }
+    }
+    Ok((tenants.len(), problems))
 }
 
 /// Lists Berth's PolicyReports in every namespace and writes the three report files.

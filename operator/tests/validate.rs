@@ -57,3 +57,31 @@ fn a_valid_platform_repository_passes_and_a_conflict_is_named() {
         "{out}"
     );
 }
+
+#[test]
+fn the_platform_policy_is_checked_too() {
+    let repo = tempfile::tempdir().unwrap();
+    let tenants = repo.path().join("tenants");
+    std::fs::create_dir(&tenants).unwrap();
+    std::fs::write(tenants.join("team-a.yaml"), tenant("team-a", "team-a")).unwrap();
+    let policies = repo.path().join("policies");
+    std::fs::create_dir_all(policies.join("tenants")).unwrap();
+    let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/bundle.tar.gz");
+    std::fs::copy(bundle, policies.join("bundle.tar.gz")).unwrap();
+    std::fs::write(policies.join("data.json"), r#"{"params": {}}"#).unwrap();
+    assert_eq!(validate(repo.path()).0, Some(0));
+
+    std::fs::write(policies.join("tenants/team-a.json"), "[]").unwrap();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, Some(2));
+    assert!(
+        out.contains("policies/tenants/team-a.json: must be a JSON object"),
+        "{out}"
+    );
+
+    std::fs::remove_file(policies.join("tenants/team-a.json")).unwrap();
+    std::fs::write(policies.join("bundle.tar.gz"), "not a bundle").unwrap();
+    let (code, out) = validate(repo.path());
+    assert_eq!(code, Some(2));
+    assert!(out.contains("policies/bundle.tar.gz"), "{out}");
+}
