@@ -4,4 +4,3 @@
 pub mod agents;
 pub mod platform;
 pub mod tenant;
-mod tenant_status;

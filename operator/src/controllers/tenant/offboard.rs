@@ -1,0 +1,44 @@
+//! Offboarding a deleted Tenant: its namespaces go (or, when kept, only its agent), then its
+//! policy copy and access in the operator's namespace.
+
+use super::*;
+
+pub(super) fn keeps_namespaces(tenant: &Tenant) -> bool {
+    tenant
+        .annotations()
+        .get(KEEP_NAMESPACES)
+        .is_some_and(|v| v == "true")
+}
+
+pub(super) async fn offboard(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
+    let name = tenant.name_any();
+    let client = &context.client;
+    let keep = keeps_namespaces(tenant);
+    if keep {
+        // The namespaces stay with what the tenant deployed, but its agent goes.
+        let primary = tenant.primary_namespace();
+        delete(
+            Api::<Deployment>::namespaced(client.clone(), &primary),
+            provision::AGENT,
+        )
+        .await?;
+        delete(
+            Api::<Secret>::namespaced(client.clone(), &primary),
+            agent::AGENT_GIT_SECRET,
+        )
+        .await?;
+    } else {
+        for ns in tenant.namespaces() {
+            delete(Api::<Namespace>::all(client.clone()), &ns).await?;
+        }
+    }
+    // The tenant's policy and access to it live in the operator's namespace.
+    let access = provision::policy_config_map_name(&name);
+    let ns = &context.provision.operator_namespace;
+    delete(Api::<ConfigMap>::namespaced(client.clone(), ns), &access).await?;
+    delete(Api::<RoleBinding>::namespaced(client.clone(), ns), &access).await?;
+    delete(Api::<Role>::namespaced(client.clone(), ns), &access).await?;
+    context.remember(&name, None);
+    tracing::info!(tenant = %name, kept_namespaces = keep, "offboarded");
+    Ok(Action::await_change())
+}
