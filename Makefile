@@ -8,7 +8,7 @@ CARGO ?= cargo
 .PHONY: help up test lint unit e2e tools kube fmt policies crds bench bench-operator
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 up: ## Run Berth locally: control plane, Git server, operator, two sample tenants; until Ctrl-C
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
