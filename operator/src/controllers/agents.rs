@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::tenant::read_credentials;
 use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
-use crate::provision::agent::{USERNAME_KEY, agent_args, credential_flags};
+use crate::provision::agent::{AGENT_MALLOC_ENV, USERNAME_KEY, agent_args, credential_flags};
 
 /// Lifetime of an agent token; it is replaced after a third of it.
 const TOKEN_SECONDS: i64 = 3600;
@@ -191,6 +191,7 @@ impl ProcessAgents {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", self.dir(name).join("kubeconfig"))
+            .envs(AGENT_MALLOC_ENV)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.program.display()))?;
         tracing::info!(tenant = %name, pid = child.id(), "agent started");

@@ -16,6 +16,13 @@ use super::{AGENT, ProvisionError, TENANT_LABEL, policy_config_map_name, typed};
 pub const AGENT_GIT_SECRET: &str = "berth-agent-git";
 /// Where the Deployment mounts the credentials.
 const CREDENTIALS_DIR: &str = "/etc/berth/git";
+/// glibc allocator settings for agents: at most two arenas, and freed memory handed back to
+/// the system sooner. An idle agent then keeps about 16 MiB of its own memory instead of 20
+/// (measured on the release build); with one agent per tenant that adds up.
+pub const AGENT_MALLOC_ENV: [(&str, &str); 2] = [
+    ("MALLOC_ARENA_MAX", "2"),
+    ("MALLOC_TRIM_THRESHOLD_", "131072"),
+];
 /// Port of the agent's `/metrics`, `/healthz` and `/readyz`.
 const METRICS_PORT: u16 = 8080;
 
@@ -134,7 +141,10 @@ pub fn agent_deployment(
         "/var/cache/berth",
         &format!("0.0.0.0:{METRICS_PORT}"),
     );
-    let mut env = Vec::new();
+    let mut env: Vec<serde_json::Value> = AGENT_MALLOC_ENV
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
     let mut mounts = vec![
         json!({"name": "cache", "mountPath": "/var/cache/berth"}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
@@ -303,7 +313,15 @@ mod tests {
             args.contains(r#""--ca-file","/etc/berth/git/ca.crt""#),
             "{args}"
         );
-        assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["key"], "username");
+        let username = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "BERTH_GIT_USERNAME");
+        assert_eq!(
+            username.unwrap()["valueFrom"]["secretKeyRef"]["key"],
+            "username"
+        );
         assert_eq!(
             v["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"],
             AGENT_GIT_SECRET
