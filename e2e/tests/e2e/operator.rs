@@ -176,17 +176,13 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         );
         let revision = tenant_repo.commit("hello");
         let platform_repo = TestRepo::new();
-        platform_repo.write(
-            &format!("tenants/{tenant}.yaml"),
-            tenant_document(
-                &platform.name,
-                &tenant,
-                &format!(
-                    "  source: {{url: '{}', interval: 5s}}\n",
-                    tenant_repo.file_url()
-                ),
-            ),
+        let spec = format!(
+            "  source: {{url: '{}', interval: 5s}}\n",
+            tenant_repo.file_url()
         );
+        let document =
+            |extra: &str| tenant_document(&platform.name, &tenant, &format!("{spec}{extra}"));
+        platform_repo.write(&format!("tenants/{tenant}.yaml"), document(""));
         platform_repo.commit("onboard");
         let cache = tempfile::tempdir()?;
         let operator = TestOperator::start_platform(
@@ -255,6 +251,31 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
             operator.metric("berth_operator_agent_restarts_total").await,
             1.0
         );
+
+        // Suspended: its agent stops, its berth and what it applied stay; resumed: it runs again.
+        platform_repo.write(
+            &format!("tenants/{tenant}.yaml"),
+            document("  suspend: true\n"),
+        );
+        platform_repo.commit("suspend");
+        eventually(
+            "the suspended tenant's agent to stop",
+            Duration::from_secs(30),
+            || async { agent_processes(&tenant).is_empty().then_some(()) },
+        )
+        .await?;
+        assert!(
+            config_maps.get_opt("hello").await?.is_some(),
+            "a suspended tenant keeps its objects"
+        );
+        platform_repo.write(&format!("tenants/{tenant}.yaml"), document(""));
+        platform_repo.commit("resume");
+        eventually(
+            "the resumed tenant's agent",
+            Duration::from_secs(30),
+            || async { (agent_processes(&tenant).len() == 1).then_some(()) },
+        )
+        .await?;
 
         // Removing it from the platform repository stops its agent and deletes its namespace.
         platform_repo.remove(&format!("tenants/{tenant}.yaml"));

@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::api::Tenant;
+use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use tokio_util::sync::CancellationToken;
@@ -89,10 +93,29 @@ impl ProcessAgents {
     /// Supervises agents until `stop`, then stops them all. If the operator is killed
     /// instead, they stop by themselves: their standard input closes.
     pub async fn run(self, stop: CancellationToken) {
+        // Tenants from a watch, so a supervision round costs no request.
+        let (tenants, writer) = reflector::store::<Tenant>();
+        let config = watcher::Config::default().labels(&self.selector);
+        let watch = reflector(
+            writer,
+            watcher(Api::<Tenant>::all(self.client.clone()), config),
+        )
+        .applied_objects()
+        .for_each(|event| async move {
+            if let Err(error) = event {
+                tracing::warn!(%error, "watching Tenants");
+            }
+        });
+        let watch = tokio::spawn(watch);
         let mut running: BTreeMap<String, Running> = BTreeMap::new();
         loop {
-            if let Err(error) = self.supervise(&mut running).await {
-                tracing::warn!(%error, "supervising agents");
+            tokio::select! {
+                ready = tenants.wait_until_ready() => {
+                    if ready.is_ok() {
+                        self.supervise(&tenants.state(), &mut running).await;
+                    }
+                }
+                () = stop.cancelled() => break,
             }
             self.metrics
                 .agents_running
@@ -102,19 +125,16 @@ impl ProcessAgents {
                 () = stop.cancelled() => break,
             }
         }
+        watch.abort();
         futures::future::join_all(running.into_values().map(Running::stop)).await;
         self.metrics.agents_running.set(0);
         tracing::info!("agents stopped");
     }
 
-    async fn supervise(&self, running: &mut BTreeMap<String, Running>) -> Result<(), String> {
-        let tenants = Api::<Tenant>::all(self.client.clone())
-            .list(&ListParams::default().labels(&self.selector))
-            .await
-            .map_err(|e| format!("listing Tenants: {e}"))?;
+    async fn supervise(&self, tenants: &[Arc<Tenant>], running: &mut BTreeMap<String, Running>) {
         let wanted: BTreeMap<String, &Tenant> = tenants
-            .items
             .iter()
+            .map(AsRef::as_ref)
             .filter(|t| {
                 !t.spec.suspend && t.metadata.deletion_timestamp.is_none() && provisioned(t)
             })
@@ -138,7 +158,6 @@ impl ProcessAgents {
                 tracing::warn!(tenant = %name, %error, "agent not started");
             }
         }
-        Ok(())
     }
 
     /// Starts the tenant's agent if it is not running with its current settings, restarts it
