@@ -12,17 +12,23 @@
 //! work trees, all recreated at each start). Environment: as the end-to-end suite (`BERTH_KUBE_BIN`,
 //! `BERTH_KUSTOMIZE`, `BERTH_E2E_RUN_ID` to tag the control plane).
 
+mod guide;
+mod sample;
+
+use guide::{Guide, is_ready, print_conditions, summary};
+use sample::{
+    apply_credentials, create_sample_repos, random_hex, read_sample_tenants, write_private,
+};
+
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_e2e::procfs::{self, ProcessInfo};
-use berth_e2e::{ControlPlane, Harness, HttpsGitServer, LocalRepo, binary, install_crds};
+use berth_e2e::{Harness, HttpsGitServer, binary, install_crds};
 use berth_engine::api::Tenant;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -390,87 +396,6 @@ fn prepare_state_dir(dir: &Path) -> Result<State, String> {
     Ok(State { dir })
 }
 
-fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample")
-}
-
-/// One repository per directory of `e2e/sample/` (`platform` and the tenants'), `{{GIT}}`
-/// replaced by where the tenants' repositories are served. Returns their names.
-fn create_sample_repos(state: &State, tenant_base: &str) -> Result<Vec<String>, String> {
-    let sample = sample_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&sample)
-        .map_err(|e| format!("{}: {e}", sample.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    for name in &names {
-        let repo = LocalRepo::create(
-            &state.path(&format!("git/{name}.git")),
-            &state.path(&format!("work/{name}")),
-        )?;
-        repo.copy_from(&sample.join(name), &[("{{GIT}}", tenant_base)])?;
-        repo.commit(&format!("Sample content from e2e/sample/{name}"))?;
-    }
-    Ok(names)
-}
-
-/// The sample Tenants by name, with their credentials Secret's name.
-fn read_sample_tenants(dir: &Path) -> Result<BTreeMap<String, Option<String>>, String> {
-    let mut tenants = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let documents: Vec<Tenant> =
-            serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        for tenant in documents {
-            tenants.insert(tenant.name_any(), tenant.spec.source.credentials_secret);
-        }
-    }
-    if tenants.is_empty() {
-        return Err(format!("no Tenant under {}", dir.display()));
-    }
-    Ok(tenants)
-}
-
-/// The Secret a Tenant's `source.credentialsSecret` names: what its agent needs to fetch over
-/// HTTPS from this server.
-async fn apply_credentials(
-    client: &Client,
-    name: &str,
-    password: &str,
-    ca_pem: &str,
-) -> Result<(), String> {
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(OPERATOR_NAMESPACE.to_owned()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some(
-            [
-                ("username".to_owned(), GIT_USER.to_owned()),
-                ("password".to_owned(), password.to_owned()),
-                ("ca.crt".to_owned(), ca_pem.to_owned()),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), OPERATOR_NAMESPACE)
-        .patch(
-            name,
-            &PatchParams::apply("berth-up").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("creating Secret {OPERATOR_NAMESPACE}/{name}: {e}"))
-}
-
 fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Result<Child, String> {
     let log_path = state.path("operator.log");
     let log =
@@ -509,151 +434,4 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
     command
         .spawn()
         .map_err(|e| format!("starting berth-operator under setpriv (util-linux): {e}"))
-}
-
-fn condition<'a>(tenant: &'a Tenant, type_: &str) -> Option<&'a berth_engine::api::Condition> {
-    tenant
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-fn is_ready(tenant: &Tenant) -> bool {
-    condition(tenant, "Ready").is_some_and(|c| c.status == "True")
-}
-
-/// One line of progress for a tenant.
-fn summary(tenant: &Tenant) -> String {
-    let Some(ready) = condition(tenant, "Ready") else {
-        return "created, not reconciled yet".into();
-    };
-    if ready.status == "True" {
-        let status = tenant.status.as_ref();
-        let revision = status
-            .and_then(|s| s.last_applied_revision.as_deref())
-            .unwrap_or("");
-        return format!(
-            "Ready: revision {} applied ({} objects)",
-            revision.get(..12).unwrap_or(revision),
-            status.map_or(0, |s| s.objects)
-        );
-    }
-    let mut message = ready.message.replace('\n', " ");
-    if message.chars().count() > 160 {
-        message = message.chars().take(160).collect::<String>() + "…";
-    }
-    format!("not Ready ({}): {message}", ready.reason)
-}
-
-fn print_conditions(tenant: &Tenant) {
-    println!("  {}:", tenant.name_any());
-    for c in tenant.status.iter().flat_map(|s| &s.conditions) {
-        println!(
-            "    {}={} {}: {}",
-            c.type_,
-            c.status,
-            c.reason,
-            c.message.replace('\n', " ")
-        );
-    }
-}
-
-/// What to look at, printed once the tenants are Ready (or, failing that, after a while).
-struct Guide<'a> {
-    cp: &'a ControlPlane,
-    state: &'a State,
-    https_base: &'a str,
-    password: &'a str,
-    repos: &'a [String],
-}
-
-impl Guide<'_> {
-    fn print(&self) {
-        let berth_bin = binary("berth-operator");
-        let berth_bin = berth_bin.parent().unwrap_or(Path::new("."));
-        let state = &self.state.dir;
-        let tenant = self
-            .repos
-            .iter()
-            .find(|r| *r != "platform")
-            .map_or("team-a", String::as_str);
-        println!();
-        println!("Berth is running. In another shell:");
-        println!();
-        println!("  export KUBECONFIG={}", state.join("kubeconfig").display());
-        println!(
-            "  export PATH={}:{}:$PATH",
-            self.cp.bin_dir.display(),
-            berth_bin.display()
-        );
-        let report = format!(
-            "berth-operator report --output-dir {}",
-            state.join("report").display()
-        );
-        let deployed = format!("kubectl get deploy,svc,cm -n {tenant}");
-        for (command, why) in [
-            (
-                "kubectl get tenants",
-                "Ready, Synced, PolicyCompliant, revision",
-            ),
-            ("kubectl get tsync -A", "what each tenant's agent last did"),
-            (&deployed, "what its agent applied"),
-            (
-                "kubectl get policyreports -A",
-                "the policy decisions, per revision",
-            ),
-            (&report, "the auditor's report (audit.html)"),
-        ] {
-            println!("  {command:<36} # {why}");
-        }
-        println!();
-        println!("Change a repository: commit and push in its work tree, e.g.");
-        println!(
-            "  cd {} && $EDITOR configmap.yaml && git commit -am 'Say hello' && git push",
-            state.join("work").join(tenant).display()
-        );
-        println!(
-            "  (its agent applies it within the Tenant's interval; `platform` is synced every {PLATFORM_INTERVAL})"
-        );
-        println!("or clone one over HTTPS, as the operator and agents fetch it:");
-        // The environment variable, as it overrides any GIT_SSL_CAINFO already set (git's
-        // `http.sslCAInfo` setting does not).
-        println!(
-            "  GIT_SSL_CAINFO={} git clone https://{GIT_USER}:{}@{}/{tenant}.git",
-            state.join("git-ca.pem").display(),
-            self.password,
-            self.https_base.trim_start_matches("https://")
-        );
-        println!();
-        println!(
-            "Logs of the operator and its agents: {}. Ctrl-C stops everything.",
-            state.join("operator.log").display()
-        );
-        println!();
-    }
-}
-
-/// `bytes` random bytes as hex, from the kernel.
-fn random_hex(bytes: usize) -> Result<String, String> {
-    let mut buffer = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buffer))
-        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, content: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
