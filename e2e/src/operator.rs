@@ -72,6 +72,8 @@ impl TestOperator {
                 &webhook_addr,
             ])
             .args(["--lease-duration", "6s"])
+            // Every few seconds, so every process-mode test runs its agents through refreshes.
+            .args(["--agent-token-refresh", "3s"])
             .args(["--kustomize", &kustomize])
             .arg("--cache-dir")
             .arg(cache)

@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// The berth-agent program (process mode); default: beside berth-operator.
     #[arg(long)]
     agent_binary: Option<PathBuf>,
+    /// TEST ONLY: how often process-mode agents get a fresh token and credentials (tokens last
+    /// an hour; the default replaces them after a third of that).
+    #[arg(long, default_value = "20m", hide = true)]
+    agent_token_refresh: String,
     /// The kustomize program the agents run (process mode).
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
     kustomize: PathBuf,
@@ -349,6 +353,8 @@ async fn process_agents(
         metrics,
         selector: args.tenant_selector.clone(),
         operator_namespace: args.namespace.clone(),
+        token_refresh: parse_duration(&args.agent_token_refresh)
+            .map_err(|e| format!("--agent-token-refresh: {e}"))?,
         program,
         state_dir: args.cache_dir.join("agents"),
         cluster: args.cluster.clone(),

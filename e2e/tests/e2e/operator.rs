@@ -233,6 +233,31 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
         let agents = agent_processes(&tenant);
         assert_eq!(agents.len(), 1, "one agent runs for the tenant");
 
+        // Its token is replaced while it runs (the same process), and it goes on applying.
+        let token_file = cache.path().join(format!("agents/{tenant}/token"));
+        let token = std::fs::read_to_string(&token_file)?;
+        eventually("a fresh token", Duration::from_secs(30), || async {
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .filter(|t| *t != token)
+        })
+        .await?;
+        assert_eq!(agent_processes(&tenant), agents, "the agent kept running");
+        tenant_repo.write(
+            "config.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hello}\ndata: {from: refreshed}\n",
+        );
+        tenant_repo.commit("after the refresh");
+        eventually(
+            "the commit after the refresh",
+            Duration::from_secs(30),
+            || async {
+                let cm = config_maps.get_opt("hello").await.ok()??;
+                (cm.data?.get("from")?.as_str() == "refreshed").then_some(())
+            },
+        )
+        .await?;
+
         // A crashed agent is restarted.
         Command::new("kill")
             .args(["-KILL", &agents[0].0.to_string()])

@@ -26,9 +26,8 @@ use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
 use crate::provision::agent::{AGENT_MALLOC_ENV, USERNAME_KEY, agent_args, credential_flags};
 
-/// Lifetime of an agent token; it is replaced after a third of it.
+/// Lifetime of an agent token; it is replaced well before (`--agent-token-refresh`).
 const TOKEN_SECONDS: i64 = 3600;
-const TOKEN_REFRESH: Duration = Duration::from_secs(1200);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long a stopping agent may take to finish its reconcile.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -40,6 +39,8 @@ pub struct ProcessAgents {
     pub selector: String,
     /// Where the tenants' policy ConfigMaps live.
     pub operator_namespace: String,
+    /// How often an agent's token and credentials are replaced (a third of the token's life).
+    pub token_refresh: Duration,
     /// The `berth-agent` program.
     pub program: PathBuf,
     /// Per-tenant directories for kubeconfigs, tokens and repository caches.
@@ -174,7 +175,7 @@ impl ProcessAgents {
             // Changed settings: the old process is stopped below.
             if agent.fingerprint == fingerprint {
                 if let Ok(None) = agent.child.try_wait() {
-                    if agent.token_written.elapsed() > TOKEN_REFRESH {
+                    if agent.token_written.elapsed() > self.token_refresh {
                         self.write_token(tenant).await?;
                         self.write_credentials(tenant).await?;
                         agent.token_written = Instant::now();
