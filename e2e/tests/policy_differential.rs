@@ -21,6 +21,7 @@ fn tenant() -> TenantContext {
         name: "team-a".into(),
         namespaces: vec!["team-a".into(), "team-a-jobs".into()],
         allowed_kinds: vec!["*".into()],
+        ..TenantContext::default()
     }
 }
 

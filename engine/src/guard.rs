@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{Manifest, ObjectRef, Origin};
 
 /// What Berth knows about the tenant an agent works for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantContext {
     pub name: String,
     /// The tenant's namespaces; the first is its primary namespace, the default for objects
@@ -18,6 +18,24 @@ pub struct TenantContext {
     /// Kinds the platform allows, as `Kind` (any group) or `group/Kind`; `*` allows every
     /// namespaced kind.
     pub allowed_kinds: Vec<String>,
+    /// Ingress hosts the platform assigned to the tenant (policy input).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Other namespaces the platform lets send traffic in (policy input).
+    #[serde(default)]
+    pub allow_from_namespaces: Vec<String>,
+}
+
+impl TenantContext {
+    /// The tenant as policy sees it (`input.tenant`).
+    pub fn policy_input(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "namespaces": self.namespaces,
+            "hosts": self.hosts,
+            "allowFromNamespaces": self.allow_from_namespaces,
+        })
+    }
 }
 
 /// Kinds a tenant may deploy unless the platform says otherwise: workloads and their

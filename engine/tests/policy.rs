@@ -26,6 +26,7 @@ fn tenant() -> TenantContext {
         name: "team-a".into(),
         namespaces: vec!["team-a".into()],
         allowed_kinds: vec!["*".into()],
+        ..TenantContext::default()
     }
 }
 

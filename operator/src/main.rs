@@ -1,5 +1,6 @@
 //! `berth-operator`: command-line entry point.
 
+mod admission;
 mod audit;
 mod controllers;
 mod leader;
@@ -12,6 +13,7 @@ mod webhook;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_engine::policy::Profile;
 use berth_engine::{api, cluster, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -54,6 +56,10 @@ enum Command {
         /// Namespace of the operator, where policy ConfigMaps live.
         #[arg(long, default_value = "berth-system")]
         operator_namespace: String,
+        /// The tenant's policy profile (`params.profile` of its policy data), which its
+        /// namespaces' Pod Security level follows.
+        #[arg(long, value_enum, default_value = "baseline")]
+        profile: Profile,
     },
     /// Validate a platform repository working tree as the operator does before applying it: the
     /// Tenant documents (every YAML file under DIR/tenants) together, and the policy under
@@ -67,7 +73,10 @@ enum Command {
         operator_namespace: String,
     },
     /// Gather every tenant's PolicyReports into an auditor's report: audit.html, audit.json
-    /// and audit.csv. Needs only read access to policyreports (ClusterRole berth-auditor).
+    /// and audit.csv. Each report is verified against its Tenant (kept in the tenant's agent
+    /// namespace, signed by a key the Tenant's status publishes); those that fail are listed
+    /// apart, never counted. Needs only read access to policyreports and tenants (ClusterRole
+    /// berth-auditor).
     Report {
         /// Directory to write the report files to (created if missing).
         #[arg(long, default_value = ".")]
@@ -92,7 +101,8 @@ async fn main() -> ExitCode {
         Command::Render {
             tenant_file,
             operator_namespace,
-        } => match render_tenant(&tenant_file, &operator_namespace) {
+            profile,
+        } => match render_tenant(&tenant_file, &operator_namespace, profile) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -125,9 +135,9 @@ async fn main() -> ExitCode {
         Command::Report { output_dir } => {
             telemetry::init(cli.log_format);
             match write_audit(&output_dir).await {
-                Ok(count) => {
+                Ok((verified, unverified)) => {
                     println!(
-                        "wrote {n}/audit.html, {n}/audit.json and {n}/audit.csv ({count} decisions)",
+                        "wrote {n}/audit.html, {n}/audit.json and {n}/audit.csv ({verified} verified decisions, {unverified} unverified reports)",
                         n = output_dir.display()
                     );
                     ExitCode::SUCCESS
@@ -177,25 +187,28 @@ async fn validate_platform(
     Ok((tenants.len(), problems))
 }
 
-/// Lists Berth's PolicyReports in every namespace and writes the three report files.
-async fn write_audit(dir: &std::path::Path) -> Result<usize, String> {
-    use kube::api::{ApiResource, DynamicObject, ListParams};
+/// Lists Berth's PolicyReports in every namespace and the Tenants they are verified against,
+/// and writes the three report files; returns the numbers of verified and unverified reports.
+async fn write_audit(dir: &std::path::Path) -> Result<(usize, usize), String> {
+    use berth_engine::api::{TENANT_LABEL, Tenant};
+    use kube::api::{DynamicObject, ListParams};
     let (client, _) = cluster::connect(None).await.map_err(|e| e.to_string())?;
-    let resource = ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    );
-    let reports = kube::Api::<DynamicObject>::all_with(client, &resource)
-        .list(&ListParams::default().labels(berth_engine::report::TENANT_LABEL))
+    let listed =
+        kube::Api::<DynamicObject>::all_with(client.clone(), &berth_engine::report::resource())
+            .list(&ListParams::default().labels(TENANT_LABEL))
+            .await
+            .map_err(|e| format!("listing PolicyReports: {e}"))?;
+    let tenants = kube::Api::<Tenant>::all(client)
+        .list(&ListParams::default())
         .await
-        .map_err(|e| format!("listing PolicyReports: {e}"))?;
-    let values: Vec<serde_json::Value> = reports
+        .map_err(|e| format!("listing Tenants: {e}"))?;
+    let reports: Vec<serde_json::Value> = listed
         .items
         .iter()
         .filter_map(|r| serde_json::to_value(r).ok())
         .collect();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let report = audit::AuditReport::from_policy_reports(&values, &now);
+    let report = audit::AuditReport::from_policy_reports(&reports, &tenants.items, &now);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (name, body) in [
         ("audit.html", audit::html(&report)),
@@ -205,67 +218,27 @@ async fn write_audit(dir: &std::path::Path) -> Result<usize, String> {
         let path = dir.join(name);
         std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(report.decisions.len())
+    Ok((report.decisions.len(), report.unverified.len()))
 }
 
 /// The provisioned objects of one Tenant file as multi-document YAML.
-fn render_tenant(path: &std::path::Path, operator_namespace: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn render_tenant(
+    path: &std::path::Path,
+    operator_namespace: &str,
+    profile: Profile,
+) -> Result<String, String> {
+    let in_file = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| in_file(&e))?;
     let tenant: berth_engine::api::Tenant =
-        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_saphyr::from_str(&text).map_err(|e| in_file(&e))?;
     let context = provision::ProvisionContext {
         operator_namespace: operator_namespace.to_owned(),
     };
-    let desired =
-        provision::build(&tenant, &context).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut objects: Vec<serde_json::Value> = Vec::new();
-    let mut add =
-        |kind: &str, api_version: &str, value: Result<serde_json::Value, serde_json::Error>| {
-            if let Ok(mut v) = value {
-                v["apiVersion"] = api_version.into();
-                v["kind"] = kind.into();
-                objects.push(v);
-            }
-        };
-    for o in &desired.namespaces {
-        add("Namespace", "v1", serde_json::to_value(o));
-    }
-    add(
-        "ServiceAccount",
-        "v1",
-        serde_json::to_value(&desired.service_account),
-    );
-    for o in &desired.roles {
-        add(
-            "Role",
-            "rbac.authorization.k8s.io/v1",
-            serde_json::to_value(o),
-        );
-    }
-    for o in &desired.role_bindings {
-        add(
-            "RoleBinding",
-            "rbac.authorization.k8s.io/v1",
-            serde_json::to_value(o),
-        );
-    }
-    for o in &desired.quotas {
-        add("ResourceQuota", "v1", serde_json::to_value(o));
-    }
-    for o in &desired.limit_ranges {
-        add("LimitRange", "v1", serde_json::to_value(o));
-    }
-    for o in &desired.network_policies {
-        add(
-            "NetworkPolicy",
-            "networking.k8s.io/v1",
-            serde_json::to_value(o),
-        );
-    }
+    let desired = provision::build(&tenant, &context, profile).map_err(|e| in_file(&e))?;
     let mut out = String::new();
-    for object in objects {
+    for object in desired.objects().map_err(|e| in_file(&e))? {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
+        out.push_str(&serde_saphyr::to_string(&object).map_err(|e| in_file(&e))?);
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub struct OperatorMetrics {
@@ -21,6 +22,8 @@ pub struct OperatorMetrics {
     pub agents_running: Gauge,
     pub agent_restarts: Counter,
     pub webhook_requests: Family<OutcomeLabel, Counter>,
+    pub admission_requests: Family<ResultLabel, Counter>,
+    pub admission_duration: Histogram,
     leading: AtomicBool,
 }
 
@@ -35,6 +38,9 @@ impl Default for OperatorMetrics {
             agents_running: Gauge::default(),
             agent_restarts: Counter::default(),
             webhook_requests: Family::default(),
+            admission_requests: Family::default(),
+            // 0.5 ms to about 4 s.
+            admission_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             leading: AtomicBool::new(false),
         };
         let r = &mut metrics.registry;
@@ -72,6 +78,16 @@ impl Default for OperatorMetrics {
             "webhook_requests",
             "Webhook requests by outcome",
             metrics.webhook_requests.clone(),
+        );
+        r.register(
+            "admission_requests",
+            "Admission reviews of writes in tenant namespaces by result (allowed, denied, invalid)",
+            metrics.admission_requests.clone(),
+        );
+        r.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review",
+            metrics.admission_duration.clone(),
         );
         metrics
     }

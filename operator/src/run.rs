@@ -10,6 +10,7 @@ use berth_engine::cluster;
 use berth_engine::duration::parse_duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission;
 use crate::controllers;
 use crate::leader::LeaseLock;
 use crate::metrics::OperatorMetrics;
@@ -83,6 +84,23 @@ pub struct RunArgs {
     /// Address of the webhook receiver (`POST /hooks/<tenant>`, served while leading), or `off`.
     #[arg(long, default_value = "0.0.0.0:9292", env = "BERTH_WEBHOOK_ADDR")]
     webhook_addr: String,
+    /// Address of the admission webhook (HTTPS, served while leading): every create and update
+    /// in a tenant namespace not made by its agent is checked against the tenant's policy.
+    /// `off` disables it (and leaves the tenants' namespaces open to unchecked writes).
+    #[arg(long, default_value = "0.0.0.0:9443", env = "BERTH_ADMISSION_ADDR")]
+    admission_addr: String,
+    /// The Service the API server reaches the admission webhook through, NAME:PORT in the
+    /// operator's namespace.
+    #[arg(
+        long,
+        default_value = "berth-admission:443",
+        env = "BERTH_ADMISSION_SERVICE"
+    )]
+    admission_service: String,
+    /// Reach the admission webhook at this https:// URL instead of a Service (an operator
+    /// running outside the cluster, e.g. on the local control plane).
+    #[arg(long, env = "BERTH_ADMISSION_URL")]
+    admission_url: Option<String>,
     /// Take part in leader election on a Lease in the operator's namespace, so that of several
     /// replicas only one acts. `false` only for a single replica that must start at once.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "BERTH_LEADER_ELECT")]
@@ -129,6 +147,30 @@ impl RunArgs {
             limits: TreeLimits::default(),
             ssh_program: "ssh".into(),
         }))
+    }
+
+    fn admission_endpoint(&self) -> Result<admission::Endpoint, String> {
+        if let Some(url) = &self.admission_url {
+            if !url.starts_with("https://") {
+                return Err(format!("--admission-url {url}: must be an https:// URL"));
+            }
+            return Ok(admission::Endpoint::Url(url.clone()));
+        }
+        let (name, port) = self
+            .admission_service
+            .split_once(':')
+            .and_then(|(name, port)| Some((name, port.parse().ok()?)))
+            .ok_or_else(|| {
+                format!(
+                    "--admission-service {}: expected NAME:PORT",
+                    self.admission_service
+                )
+            })?;
+        Ok(admission::Endpoint::Service {
+            namespace: self.namespace.clone(),
+            name: name.to_owned(),
+            port,
+        })
     }
 
     fn interval(&self) -> Result<std::time::Duration, String> {
@@ -191,7 +233,10 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
     // Everything below acts; it stops when `acting` is cancelled: by a signal, or by losing
     // the lease (then the process exits non-zero, to come back as a standby).
     let acting = shutdown.child_token();
+    // Set when a part the operator cannot act safely without fails: it then exits non-zero.
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let leadership = {
+        let shutdown = shutdown.clone();
         let acting = acting.clone();
         let leader_elect = args.leader_elect;
         tokio::spawn(async move {
@@ -230,6 +275,25 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
         tokio::spawn(async move {
             if let Err(error) = webhook::serve(addr, state, stop.cancelled_owned()).await {
                 tracing::error!(%error, "webhook receiver stopped");
+            }
+        });
+    }
+    if let Some(addr) = listen_addr("--admission-addr", &args.admission_addr)? {
+        let settings = admission::Settings {
+            client: client.clone(),
+            addr,
+            endpoint: args.admission_endpoint()?,
+            operator_namespace: args.namespace.clone(),
+            metrics: metrics.clone(),
+        };
+        let (stop, shutdown, failed) = (acting.clone(), shutdown.clone(), failed.clone());
+        tokio::spawn(async move {
+            if let Err(error) = admission::run(settings, stop).await {
+                // Without its webhook it must not go on as if tenants were guarded: it stops,
+                // and a standby (or its restart) takes over.
+                tracing::error!(%error, "admission webhook stopped; shutting down");
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                shutdown.cancel();
             }
         });
     }
@@ -273,7 +337,11 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
                 lease.release().await;
             }
             tracing::info!("shut down");
-            Ok(ExitCode::SUCCESS)
+            Ok(if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Err(error) => Err(format!("leader election task: {error}")),
     }

@@ -64,6 +64,22 @@ pub struct TenantArgs {
         value_delimiter = ','
     )]
     allowed_kinds: Vec<String>,
+    /// An Ingress host the platform assigned to the tenant, exact or `*.domain` (repeatable;
+    /// policy input: Ingresses for other hosts are denied by the default library).
+    #[arg(
+        long = "ingress-host",
+        env = "BERTH_INGRESS_HOSTS",
+        value_delimiter = ','
+    )]
+    ingress_hosts: Vec<String>,
+    /// Another namespace the platform lets send traffic into the tenant (repeatable; policy
+    /// input: the tenant's NetworkPolicies may admit it).
+    #[arg(
+        long = "allow-from-namespace",
+        env = "BERTH_ALLOW_FROM_NAMESPACES",
+        value_delimiter = ','
+    )]
+    allow_from_namespaces: Vec<String>,
     /// Compiled policy bundle (`opa build -t wasm`, entrypoint berth/violations); default: the
     /// built-in bundle.
     #[arg(long, env = "BERTH_POLICY_BUNDLE")]
@@ -93,6 +109,8 @@ impl TenantArgs {
             name: self.tenant.clone(),
             namespaces: self.namespaces.clone(),
             allowed_kinds,
+            hosts: self.ingress_hosts.clone(),
+            allow_from_namespaces: self.allow_from_namespaces.clone(),
         }
     }
 

@@ -12,7 +12,7 @@ use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
 
 use crate::policy_source::PolicySource;
-use berth_engine::report::{ReportContext, policy_report};
+use berth_engine::report::{PolicyReport, ReportContext, ReportSigner, policy_report};
 use berth_engine::source::{GitSource, Revision};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
@@ -38,6 +38,10 @@ pub struct Agent {
     pub applier: Applier,
     pub syncs: Api<TenantSync>,
     pub reports: Api<DynamicObject>,
+    /// The agent's own namespace, where its status and reports are kept.
+    pub home: String,
+    /// Signs reports; `None` for an agent run by hand without a key.
+    pub signer: Option<ReportSigner>,
     pub recorder: Recorder,
     pub checker: Checker,
     pub policy: PolicySource,
@@ -164,32 +168,65 @@ impl Agent {
         }
     }
 
-    /// Records the decision as a PolicyReport named by tenant, revision and policy bundle.
-    /// Reports are only ever created, never changed or deleted by the agent (its RBAC allows
-    /// create, get and list), so together they are an append-only record of decisions.
+    /// Records the decision as a signed PolicyReport named by tenant, revision and policy
+    /// bundle. Reports are only ever created, never changed or deleted by the agent (its RBAC
+    /// allows create, get and list), so together they are an append-only record of decisions.
+    /// A report of that name the agent did not sign is never taken for its own: the decision
+    /// is recorded under another name.
     async fn write_report(
         &self,
         checked: &Checked,
         revision: &str,
         bundle_version: &str,
     ) -> Result<(), kube::Error> {
-        let report = policy_report(
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let mut report = policy_report(
             checked,
             &ReportContext {
                 tenant: &self.checker.tenant,
+                namespace: &self.home,
                 revision,
                 bundle_version,
-                timestamp: k8s_openapi::jiff::Timestamp::now().as_second(),
+                timestamp: now,
             },
         );
-        let report: DynamicObject =
-            serde_json::from_value(report).map_err(kube::Error::SerdeError)?;
-        match self.reports.create(&PostParams::default(), &report).await {
-            Ok(_) => Ok(()),
-            // Already recorded: the same revision was checked by the same bundle before.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(e) => Err(e),
+        for attempt in 0..2 {
+            if attempt > 0 {
+                report.metadata.name = format!("{}-{now}", report.metadata.name);
+            }
+            if let Some(signer) = &self.signer {
+                signer.sign(&mut report);
+            }
+            let object: DynamicObject = serde_json::to_value(&report)
+                .and_then(serde_json::from_value)
+                .map_err(kube::Error::SerdeError)?;
+            match self.reports.create(&PostParams::default(), &object).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    if self.wrote(&report.metadata.name).await? {
+                        // Already recorded: the same revision was checked by the same bundle.
+                        return Ok(());
+                    }
+                    tracing::warn!(report = %report.metadata.name, "a PolicyReport of that name exists that this agent did not sign; recording under another name");
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
+    }
+
+    /// Whether the existing report `name` carries this agent's signature.
+    async fn wrote(&self, name: &str) -> Result<bool, kube::Error> {
+        let existing = self.reports.get(name).await?;
+        let report: Option<PolicyReport> = serde_json::to_value(existing)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok());
+        Ok(match (&self.signer, report) {
+            (Some(signer), Some(report)) => signer.signed(&report),
+            // Unsigned reports cannot be told apart: an agent without a key trusts the name.
+            (None, Some(_)) => true,
+            (_, None) => false,
+        })
     }
 
     async fn fetch(&self) -> Result<Revision, String> {

@@ -16,12 +16,11 @@ use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::Checker;
 use berth_engine::policy::PolicyBundle;
 use berth_engine::render::{Kustomize, RenderLimits};
+use berth_engine::report::ReportSigner;
 use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
 use clap::Args;
 use futures::StreamExt;
 use kube::Api;
-use kube::api::ApiResource;
-use kube::core::GroupVersionKind;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use tokio::sync::Notify;
@@ -48,6 +47,16 @@ pub struct RunArgs {
     /// Time between reconciles, e.g. 30s, 5m.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "BERTH_INTERVAL")]
     interval: Duration,
+    /// Where the agent keeps its TenantSync, Events and PolicyReports: the agent's own
+    /// namespace, where no tenant member has rights (the operator passes it). Default: the
+    /// primary namespace, for an agent run by hand.
+    #[arg(long, env = "BERTH_HOME_NAMESPACE")]
+    home_namespace: Option<String>,
+    /// PKCS#8 Ed25519 key the agent signs its PolicyReports with (the operator hands each
+    /// agent its tenant's key and publishes the public half in the Tenant's status).
+    /// Without it, reports are unsigned and an auditor's report lists them as unverified.
+    #[arg(long, env = "BERTH_REPORT_KEY")]
+    report_key: Option<PathBuf>,
     /// Reconcile once and exit: 0 applied (or nothing to do), 2 refused, 1 error.
     #[arg(long)]
     once: bool,
@@ -125,14 +134,6 @@ async fn policy_source(args: &RunArgs, client: &kube::Client) -> Result<PolicySo
     Ok(PolicySource::Fixed(Arc::new(bundle)))
 }
 
-/// `wgpolicyk8s.io/v1alpha2` PolicyReport, whose CRD comes from the platform (or Kyverno).
-fn policy_report_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    )
-}
-
 pub async fn main(args: RunArgs) -> u8 {
     match build(&args).await {
         Ok(agent) => run(agent, &args).await,
@@ -163,6 +164,14 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         .first()
         .cloned()
         .ok_or("at least one --namespace is required")?;
+    let home = args.home_namespace.clone().unwrap_or(primary);
+    let signer = match &args.report_key {
+        Some(path) => {
+            let key = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(ReportSigner::from_pkcs8(&key).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
     let policy = policy_source(args, &client).await?;
     let cache_dir = args.cache_dir.join(&tenant.name);
     Ok(Agent {
@@ -178,8 +187,10 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         },
         path: args.path.clone(),
         applier: Applier::new(client.clone(), &tenant.name, args.apply_concurrency),
-        syncs: Api::namespaced(client.clone(), &primary),
-        reports: Api::namespaced_with(client.clone(), &primary, &policy_report_resource()),
+        syncs: Api::namespaced(client.clone(), &home),
+        reports: Api::namespaced_with(client.clone(), &home, &berth_engine::report::resource()),
+        home,
+        signer,
         recorder: Recorder::new(
             client,
             Reporter {

@@ -254,6 +254,7 @@ async fn main() {
         name: "team-a".into(),
         namespaces: vec!["team-a".into()],
         allowed_kinds: vec!["*".into()],
+        ..TenantContext::default()
     };
     let corpus = policy_corpus::corpus();
     let mut single = Vec::new();

@@ -7,6 +7,16 @@ mod tenant_sync;
 pub use tenant::*;
 pub use tenant_sync::*;
 
+/// Label on every object Berth provisions or applies for a tenant, naming the tenant; on a
+/// namespace it marks the namespace as the tenant's (its network isolation admits traffic from
+/// namespaces carrying it).
+pub const TENANT_LABEL: &str = "berth.dev/tenant";
+/// Label on a tenant's agent namespace, naming the tenant (deliberately not [`TENANT_LABEL`]:
+/// nothing of the tenant's is admitted there).
+pub const AGENT_OF_LABEL: &str = "berth.dev/agent-of";
+/// `app.kubernetes.io/managed-by` on everything Berth writes.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
+
 /// The CRDs of Berth's API types, as committed under `deploy/crds/`.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>

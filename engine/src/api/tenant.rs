@@ -47,6 +47,11 @@ pub struct TenantSpec {
     /// configuration (see docs/tenant-agent.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_kinds: Vec<String>,
+    /// Host names the tenant's Ingresses may claim: exact names (`shop.example.com`) or a
+    /// wildcard grant (`*.team-a.example.com`, one extra label). No two tenants may claim the
+    /// same host; an Ingress for any other host is denied by the default policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress_hosts: Vec<String>,
     /// Stops the agent; provisioned objects stay.
     #[serde(default)]
     pub suspend: bool,
@@ -78,6 +83,14 @@ pub struct TenantSource {
     /// or one directory per cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clusters: BTreeMap<String, ClusterOverride>,
+}
+
+/// Prefix of every agent home namespace; no tenant may claim a namespace starting with it.
+pub const AGENT_NAMESPACE_PREFIX: &str = "berth-agent-";
+
+/// The agent home namespace of tenant `name`.
+pub fn agent_namespace(name: &str) -> String {
+    format!("{AGENT_NAMESPACE_PREFIX}{name}")
 }
 
 fn default_branch() -> String {
@@ -169,6 +182,25 @@ pub struct TenantStatus {
     pub objects: u32,
     #[serde(default)]
     pub refused: u32,
+    /// The Berth-owned namespace holding the tenant's agent, its status and its reports; set
+    /// once the berth is provisioned in that layout (an older operator kept them in the
+    /// tenant's primary namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_namespace: Option<String>,
+    /// Public keys the tenant's PolicyReports are signed with, oldest first: an auditor checks
+    /// each report's signature against them. Keys are only ever added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_keys: Vec<ReportKey>,
+}
+
+/// A public key of a tenant's report signatures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportKey {
+    /// Names the key in signatures (a digest of the key).
+    pub id: String,
+    /// The Ed25519 public key, base64.
+    pub public_key: String,
 }
 
 /// A status condition, in the shape of Kubernetes' `metav1.Condition`.
@@ -198,9 +230,15 @@ impl Tenant {
         }
     }
 
-    /// The primary namespace: status, reports and the agent's ServiceAccount live there.
+    /// The primary namespace: where objects that name no namespace go.
     pub fn primary_namespace(&self) -> String {
         self.namespaces().into_iter().next().unwrap_or_default()
+    }
+
+    /// The agent's home: a namespace Berth owns and no tenant member or tenant Pod has any
+    /// right in, holding the agent's identity, workload, credentials, status and reports.
+    pub fn agent_namespace(&self) -> String {
+        agent_namespace(&self.metadata.name.clone().unwrap_or_default())
     }
 
     /// Branch and path for the operator's cluster.

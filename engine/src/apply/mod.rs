@@ -19,14 +19,12 @@ use tokio::sync::Mutex;
 pub use diff::{first_difference, is_subset};
 pub use order::{tier, tiers};
 
+use crate::api::{MANAGED_BY, TENANT_LABEL};
 use crate::guard::Scope;
 use crate::manifest::{Manifest, ObjectRef};
 
-/// The one field manager Berth applies with.
+/// The field manager the agent applies a tenant's objects with (the operator has its own).
 pub const FIELD_MANAGER: &str = "berth";
-/// Label on every object Berth applies, naming the tenant; pruning requires it.
-pub const TENANT_LABEL: &str = "berth.dev/tenant";
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
 
 /// Why applying a revision failed. The object is named; the message is the API server's.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use opa_wasm::{Runtime, wasmtime};
 use serde::{Deserialize, Serialize};
@@ -87,14 +88,85 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The policy profile of a tenant, `data.params.profile`: what the default library enforces
+/// and what it only warns about, and the Pod Security level its namespaces enforce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Enforce what the Pod Security `baseline` standard forbids, warn about `restricted`.
+    #[default]
+    Baseline,
+    /// Enforce `restricted` and the rest of the library.
+    Restricted,
+}
+
+impl Profile {
+    /// The Pod Security Standard of the same name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// The profile the policy data selects. Anything but `"restricted"` is baseline here: the
+    /// library itself refuses every object while `params.profile` is invalid, so a typo cannot
+    /// relax what is enforced.
+    pub fn from_data(data: &Value) -> Self {
+        match data.pointer("/params/profile").and_then(Value::as_str) {
+            Some("restricted") => Self::Restricted,
+            _ => Self::Baseline,
+        }
+    }
+}
+
 /// The default library (`policies/berth`), compiled by `policies/build.sh` and committed.
 pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../../../policies/bundle.tar.gz");
 
-/// A compiled policy bundle, ready to evaluate: the module is compiled once, each evaluation
-/// gets a fresh store.
-pub struct PolicyBundle {
+/// A compiled policy module: compiled once per bundle, shared by every tenant evaluated with it
+/// (compiling is the expensive part; each evaluation gets a fresh store).
+pub struct CompiledPolicy {
     engine: wasmtime::Engine,
     module: wasmtime::Module,
+    /// Identifies the bundle in reports: a digest of the WebAssembly module.
+    pub version: String,
+}
+
+impl CompiledPolicy {
+    /// Compiles `bundle.tar.gz` as written by `opa build -t wasm`; `source_name` names it in
+    /// errors.
+    pub async fn compile(source_name: &str, bundle: &[u8]) -> Result<Self, PolicyError> {
+        let corrupt = |reason: String| PolicyError::Corrupt {
+            source_name: source_name.to_owned(),
+            reason,
+        };
+        let wasm = opa_wasm::load_bundle(tokio::io::BufReader::new(bundle))
+            .await
+            .map_err(|e| corrupt(format!("{e:#}")))?;
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| corrupt(format!("{e:#}")))?;
+        let module =
+            wasmtime::Module::new(&engine, &wasm).map_err(|e| corrupt(format!("{e:#}")))?;
+        let compiled = Self {
+            engine,
+            module,
+            version: digest(&wasm),
+        };
+        // Instantiating once proves the module is an OPA policy with our entrypoint.
+        let mut store = new_store(&compiled.engine).map_err(corrupt)?;
+        let runtime = Runtime::new(&mut store, &compiled.module)
+            .await
+            .map_err(|e| corrupt(format!("{e:#}")))?;
+        if !runtime.entrypoints().contains(ENTRYPOINT) {
+            return Err(PolicyError::NoEntrypoint);
+        }
+        Ok(compiled)
+    }
+}
+
+/// A compiled policy with the parameters the platform sets for one tenant, ready to evaluate.
+pub struct PolicyBundle {
+    compiled: Arc<CompiledPolicy>,
     /// Parameters the platform sets for the tenant (`data` in Rego).
     data: Value,
     /// Identifies the bundle in reports: a digest of the WebAssembly module.
@@ -117,33 +189,17 @@ impl PolicyBundle {
         bundle: &[u8],
         data: Value,
     ) -> Result<Self, PolicyError> {
-        let corrupt = |reason: String| PolicyError::Corrupt {
-            source_name: source_name.to_owned(),
-            reason,
-        };
-        let wasm = opa_wasm::load_bundle(tokio::io::BufReader::new(bundle))
-            .await
-            .map_err(|e| corrupt(format!("{e:#}")))?;
-        let mut config = wasmtime::Config::new();
-        config.consume_fuel(true);
-        let engine = wasmtime::Engine::new(&config).map_err(|e| corrupt(format!("{e:#}")))?;
-        let module =
-            wasmtime::Module::new(&engine, &wasm).map_err(|e| corrupt(format!("{e:#}")))?;
-        let bundle = Self {
-            engine,
-            module,
+        let compiled = CompiledPolicy::compile(source_name, bundle).await?;
+        Ok(Self::new(Arc::new(compiled), data))
+    }
+
+    /// An already compiled policy with a tenant's data.
+    pub fn new(compiled: Arc<CompiledPolicy>, data: Value) -> Self {
+        Self {
+            version: compiled.version.clone(),
+            compiled,
             data,
-            version: digest(&wasm),
-        };
-        // Instantiating once proves the module is an OPA policy with our entrypoint.
-        let mut store = new_store(&bundle.engine).map_err(corrupt)?;
-        let runtime = Runtime::new(&mut store, &bundle.module)
-            .await
-            .map_err(|e| corrupt(format!("{e:#}")))?;
-        if !runtime.entrypoints().contains(ENTRYPOINT) {
-            return Err(PolicyError::NoEntrypoint);
         }
-        Ok(bundle)
     }
 
     /// Evaluates every manifest; returns all findings, denies and warnings alike.
@@ -163,8 +219,8 @@ impl PolicyBundle {
         // One instance per revision: instantiating costs several times an evaluation, and
         // opa-wasm rewinds the heap between evaluations. Fuel is refilled for each object; the
         // memory limit holds for the whole revision.
-        let mut store = new_store(&self.engine).map_err(instance_error)?;
-        let runtime = Runtime::new(&mut store, &self.module)
+        let mut store = new_store(&self.compiled.engine).map_err(instance_error)?;
+        let runtime = Runtime::new(&mut store, &self.compiled.module)
             .await
             .map_err(|e| instance_error(format!("{e:#}")))?;
         let policy = runtime
@@ -179,7 +235,7 @@ impl PolicyBundle {
             };
             let input = json!({
                 "object": manifest.object,
-                "tenant": {"name": tenant.name, "namespaces": tenant.namespaces},
+                "tenant": tenant.policy_input(),
                 "revision": revision,
             });
             store.set_fuel(FUEL).map_err(|e| failed(format!("{e:#}")))?;

@@ -23,10 +23,11 @@ pub fn html(report: &AuditReport) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Berth policy audit</title><style>{STYLE}</style></head><body>\n\
-         <h1>Berth policy audit</h1>\n<p>Generated {}. {} decisions across {} tenants.</p>\n",
+         <h1>Berth policy audit</h1>\n<p>Generated {}. {} verified decisions across {} tenants; {} reports failed verification.</p>\n",
         escape(&report.generated_at),
         report.decisions.len(),
-        report.by_tenant().len()
+        report.by_tenant().len(),
+        report.unverified.len()
     );
     out.push_str("<h2>Summary</h2>\n<table><tr><th>Tenant</th><th>Latest revision</th><th>Policy bundle</th><th>Checked at</th><th>Verdict</th><th>Pass</th><th>Fail</th><th>Warn</th><th>Decisions</th></tr>\n");
     for (tenant, decisions) in report.by_tenant() {
@@ -56,11 +57,13 @@ pub fn html(report: &AuditReport) -> String {
         for d in decisions {
             let _ = writeln!(
                 out,
-                "<h3>Revision <code>{}</code> — <span class=\"{v}\">{v}</span></h3>\n<p>Checked {} against policy bundle <code>{}</code> in namespace {}: {} passed, {} failed, {} warnings.</p>",
+                "<h3>Revision <code>{}</code> — <span class=\"{v}\">{v}</span></h3>\n<p>Checked {} against policy bundle <code>{}</code>; report {}/{}, signed by key <code>{}</code>: {} passed, {} failed, {} warnings.</p>",
                 escape(&d.revision),
                 escape(&d.checked_at),
                 escape(&d.policy_bundle),
                 escape(&d.namespace),
+                escape(&d.report),
+                escape(&d.signed_by),
                 d.pass,
                 d.fail,
                 d.warn,
@@ -85,6 +88,20 @@ pub fn html(report: &AuditReport) -> String {
             }
             out.push_str("</table>\n");
         }
+    }
+    if !report.unverified.is_empty() {
+        out.push_str("<h2 id=\"unverified\">Unverified reports</h2>\n<p>These PolicyReports claim to be a tenant's evidence but failed verification; none of them is counted above.</p>\n<table><tr><th>Claimed tenant</th><th>Report</th><th>Why it is not evidence</th></tr>\n");
+        for u in &report.unverified {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td><code>{}/{}</code></td><td>{}</td></tr>",
+                escape(&u.claimed_tenant),
+                escape(&u.namespace),
+                escape(&u.name),
+                escape(&u.reason)
+            );
+        }
+        out.push_str("</table>\n");
     }
     out.push_str("</body></html>\n");
     out

@@ -1,6 +1,7 @@
 //! Agent lifecycle, process mode (the local mode): one `berth-agent` child process per Tenant
-//! that is provisioned and not suspended, authenticated as the tenant's ServiceAccount by a
-//! short-lived TokenRequest token in a token file it re-reads (refreshed well before expiry).
+//! that is provisioned and not suspended, authenticated as the agent's ServiceAccount (in the
+//! agent's namespace) by a short-lived TokenRequest token in a token file it re-reads
+//! (refreshed well before expiry), signing its reports with the tenant's key.
 //! Crashed agents are restarted with backoff; agents of removed or suspended tenants stopped.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use berth_engine::api::Tenant;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::PostParams;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, reflector};
@@ -24,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 use super::tenant::read_credentials;
 use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
-use crate::provision::agent::{AGENT_MALLOC_ENV, USERNAME_KEY, agent_args, credential_flags};
+use crate::provision::agent::{
+    AGENT_MALLOC_ENV, AgentPaths, REPORT_KEY_FILE, REPORT_KEY_SECRET, USERNAME_KEY, agent_args,
+    credential_flags,
+};
 
 /// Lifetime of an agent token; it is replaced well before (`--agent-token-refresh`).
 const TOKEN_SECONDS: i64 = 3600;
@@ -178,6 +182,7 @@ impl ProcessAgents {
                     if agent.token_written.elapsed() > self.token_refresh {
                         self.write_token(tenant).await?;
                         self.write_credentials(tenant).await?;
+                        self.write_report_key(tenant).await?;
                         agent.token_written = Instant::now();
                     }
                     return Ok(());
@@ -201,6 +206,7 @@ impl ProcessAgents {
             None => 0,
         };
         self.write_token(tenant).await?;
+        self.write_report_key(tenant).await?;
         let credentials = self.write_credentials(tenant).await?;
         let child = Command::new(&self.program)
             .args(&args)
@@ -259,27 +265,47 @@ impl ProcessAgents {
         Ok(flags)
     }
 
+    /// Writes the tenant's report signing key (its Secret in the agent's namespace) where only
+    /// its agent's directory holds it.
+    async fn write_report_key(&self, tenant: &Tenant) -> Result<(), String> {
+        let home = tenant.agent_namespace();
+        let key = Api::<Secret>::namespaced(self.client.clone(), &home)
+            .get_opt(REPORT_KEY_SECRET)
+            .await
+            .map_err(|e| format!("reading Secret {home}/{REPORT_KEY_SECRET}: {e}"))?
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(REPORT_KEY_FILE))
+            .ok_or_else(|| {
+                format!("Secret {home}/{REPORT_KEY_SECRET} holds no {REPORT_KEY_FILE}")
+            })?;
+        write_private(&self.dir(&tenant.name_any()), REPORT_KEY_FILE, &key.0)
+    }
+
     fn dir(&self, tenant: &str) -> PathBuf {
         self.state_dir.join(tenant)
     }
 
     fn arguments(&self, tenant: &Tenant) -> Vec<String> {
-        let cache = self.dir(&tenant.name_any()).join("cache");
+        let dir = self.dir(&tenant.name_any());
+        let (cache, key) = (dir.join("cache"), dir.join(REPORT_KEY_FILE));
         let mut args = agent_args(
             tenant,
             &self.cluster,
             &self.operator_namespace,
-            &cache.to_string_lossy(),
-            "off",
+            &AgentPaths {
+                cache_dir: &cache.to_string_lossy(),
+                metrics_addr: "off",
+                report_key: &key.to_string_lossy(),
+            },
         );
         args.extend(self.extra_args.iter().cloned());
         args
     }
 
-    /// A fresh token for the tenant's ServiceAccount, and a kubeconfig pointing at it.
+    /// A fresh token for the agent's ServiceAccount, and a kubeconfig pointing at it.
     async fn write_token(&self, tenant: &Tenant) -> Result<(), String> {
         let name = tenant.name_any();
-        let primary = tenant.primary_namespace();
+        let home = tenant.agent_namespace();
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(TOKEN_SECONDS),
@@ -287,7 +313,7 @@ impl ProcessAgents {
             }),
             ..TokenRequest::default()
         };
-        let issued: TokenRequest = Api::<ServiceAccount>::namespaced(self.client.clone(), &primary)
+        let issued: TokenRequest = Api::<ServiceAccount>::namespaced(self.client.clone(), &home)
             .create_subresource("token", AGENT, &PostParams::default(), &request)
             .await
             .map_err(|e| format!("requesting a token for tenant {name}: {e}"))?;
@@ -342,10 +368,13 @@ fn write_private(dir: &Path, file: &str, content: &[u8]) -> Result<(), String> {
     std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Provisioned, in the layout where the agent has its own namespace (an agent started before
+/// a migration finished would report where nobody reads).
 fn provisioned(tenant: &Tenant) -> bool {
     tenant.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Provisioned" && c.status == "True")
+        s.agent_namespace.as_deref() == Some(tenant.agent_namespace().as_str())
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Provisioned" && c.status == "True")
     })
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use super::{FIELD_MANAGER, legacy};
 use berth_engine::api::Tenant;
-use berth_engine::apply::FIELD_MANAGER;
 use berth_engine::policy::PolicyBundle;
 use berth_engine::source::GitSource;
 use k8s_openapi::ByteString;
@@ -186,17 +186,27 @@ impl PlatformSync {
         labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         object["metadata"] =
             json!({"name": name, "labels": labels, "annotations": tenant.annotations()});
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map_err(|source| PlatformSyncError::Api {
-            action: "applying",
-            name: format!("Tenant {name}"),
-            source,
-        })?;
+        let api_error = |action| {
+            let name = format!("Tenant {name}");
+            move |source| PlatformSyncError::Api {
+                action,
+                name,
+                source,
+            }
+        };
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(api_error("applying"))?;
+        if legacy::holds_legacy_fields(&applied) {
+            legacy::release(api, &applied)
+                .await
+                .map_err(api_error("releasing the earlier field manager of"))?;
+        }
         Ok(name)
     }
 

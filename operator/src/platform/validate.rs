@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use berth_engine::api::Tenant;
+use berth_engine::api::{AGENT_NAMESPACE_PREFIX, Tenant};
 use berth_engine::duration::parse_duration;
 use berth_engine::source::validate_url;
 
@@ -57,12 +57,23 @@ fn quantity(text: &str) -> bool {
             && !number.is_empty())
 }
 
+/// Longest tenant name: its agent's namespace (`berth-agent-<name>`) must be a DNS label too.
+const MAX_NAME: usize = 63 - AGENT_NAMESPACE_PREFIX.len();
+
+/// A host name an Ingress may claim: DNS labels joined by dots, optionally behind one `*.`.
+fn ingress_host(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    name.len() <= 253 && name.contains('.') && name.split('.').all(dns_label)
+}
+
 /// Every problem of every tenant; empty when the set can be applied. `operator_namespace` is
-/// reserved too.
+/// reserved too, and so are the agents' namespaces.
 pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<TenantProblem> {
     let mut problems = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
+    // Host → (tenant, origin) of its first claim.
+    let mut hosts: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (origin, tenant) in tenants {
         let name = tenant.metadata.name.clone().unwrap_or_default();
         let mut problem = |text: String| {
@@ -77,13 +88,21 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
                 "the name must be a DNS label (lowercase letters, digits, '-', at most 63)".into(),
             );
         }
+        if name.len() > MAX_NAME {
+            problem(format!(
+                "the name is longer than {MAX_NAME} characters (its agent's namespace is {AGENT_NAMESPACE_PREFIX}<name>)"
+            ));
+        }
         if let Some(first) = names.insert(name.clone(), origin.clone()) {
             problem(format!("declared twice (also in {first})"));
         }
         for ns in tenant.namespaces() {
             if !dns_label(&ns) {
                 problem(format!("namespace {ns:?} is not a DNS label"));
-            } else if RESERVED.contains(&ns.as_str()) || ns == operator_namespace {
+            } else if RESERVED.contains(&ns.as_str())
+                || ns == operator_namespace
+                || ns.starts_with(AGENT_NAMESPACE_PREFIX)
+            {
                 problem(format!("namespace {ns} is reserved"));
             } else if let Some(owner) = claimed.insert(ns.clone(), name.clone())
                 && owner != name
@@ -108,6 +127,20 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
                 problem(format!("quota {resource}: {value:?} is not a quantity"));
             }
         }
+        for host in &tenant.spec.ingress_hosts {
+            if !ingress_host(host) {
+                problem(format!(
+                    "ingress host {host:?} is not a host name (or `*.` and a host name)"
+                ));
+            } else if let Some((owner, _)) =
+                hosts.insert(host.clone(), (name.clone(), origin.clone()))
+                && owner != name
+            {
+                problem(format!(
+                    "ingress host {host} is already claimed by tenant {owner}"
+                ));
+            }
+        }
         for member in &tenant.spec.members {
             if member.name.trim().is_empty() {
                 problem("a member has an empty name".into());
@@ -115,6 +148,21 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
         }
         if let Err(e) = crate::provision::agent_rules(&tenant.spec.allowed_kinds) {
             problem(e.to_string());
+        }
+    }
+    // A wildcard grant covers the hosts one label below it: no other tenant may claim one.
+    for (host, (tenant, origin)) in &hosts {
+        let Some((_, parent)) = host.split_once('.').filter(|_| !host.starts_with("*.")) else {
+            continue;
+        };
+        if let Some((owner, _)) = hosts.get(&format!("*.{parent}"))
+            && owner != tenant
+        {
+            problems.push(TenantProblem {
+                origin: origin.clone(),
+                tenant: tenant.clone(),
+                problem: format!("ingress host {host} is covered by tenant {owner}'s *.{parent}"),
+            });
         }
     }
     problems
@@ -169,6 +217,12 @@ mod tests {
             tenant(
                 json!({"metadata": {"name": "Team-C"}, "spec": {"source": {"url": "http://insecure/x.git", "interval": "soon"}, "quota": {"cpu": "lots"}, "allowedKinds": ["example.com/Widget"]}}),
             ),
+            tenant(
+                json!({"metadata": {"name": "team-d"}, "spec": {"namespaces": ["berth-agent-team-a"], "ingressHosts": ["shop.example.com", "*.d.example.com", "bad host"]}}),
+            ),
+            tenant(
+                json!({"metadata": {"name": "team-e-with-a-name-much-too-long-for-an-agent-namespace"}, "spec": {"namespaces": ["team-e"], "ingressHosts": ["shop.example.com", "x.d.example.com"]}}),
+            ),
         ];
         let problems: Vec<String> = validate(&set, "berth-system")
             .iter()
@@ -186,6 +240,11 @@ mod tests {
                 "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval \"soon\" is not a duration like 30s, 5m or 1h",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: quota cpu: \"lots\" is not a quantity",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: allowed kind example.com/Widget: Berth does not know its API resource; use one of the built-in kinds",
+                "tenants/team-d.yaml (document 1): tenant team-d: namespace berth-agent-team-a is reserved",
+                "tenants/team-d.yaml (document 1): tenant team-d: ingress host \"bad host\" is not a host name (or `*.` and a host name)",
+                "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: the name is longer than 51 characters (its agent's namespace is berth-agent-<name>)",
+                "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host shop.example.com is already claimed by tenant team-d",
+                "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host x.d.example.com is covered by tenant team-d's *.d.example.com",
             ]
         );
     }

@@ -1,21 +1,35 @@
 //! The tenant's agent as Kubernetes objects (`--agent-mode deployment`): a locked-down
-//! Deployment running as the tenant's ServiceAccount, and the copy of the tenant's Git
-//! credentials it mounts. Also the credential flags both agent modes pass. Pure functions.
+//! Deployment in the agent's own namespace running as its ServiceAccount, the copy of the
+//! tenant's Git credentials it mounts, and the key it signs reports with. Also the arguments
+//! and credential flags both agent modes pass. Pure functions.
 
 use std::collections::BTreeMap;
 
-use berth_engine::api::Tenant;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use berth_engine::api::{MANAGED_BY, TENANT_LABEL, Tenant};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use serde_json::json;
 
-use super::{AGENT, ProvisionError, TENANT_LABEL, policy_config_map_name, typed};
+use super::{AGENT, ProvisionError, meta, policy_config_map_name};
 
-/// The copy of the tenant's credentials in its primary namespace, mounted by its agent.
+/// The copy of the tenant's credentials in the agent's namespace, mounted by its agent.
 pub const AGENT_GIT_SECRET: &str = "berth-agent-git";
-/// Where the Deployment mounts the credentials.
+/// The tenant's report signing key, in the agent's namespace.
+pub const REPORT_KEY_SECRET: &str = "berth-report-key";
+/// The key of [`REPORT_KEY_SECRET`] holding the PKCS#8 Ed25519 key.
+pub const REPORT_KEY_FILE: &str = "ed25519.pk8";
+/// Where the Deployment mounts the credentials and the report key.
 const CREDENTIALS_DIR: &str = "/etc/berth/git";
+const REPORT_KEY_DIR: &str = "/etc/berth/report-key";
 /// glibc allocator settings for agents: at most two arenas, and freed memory handed back to
 /// the system sooner. An idle agent then keeps about 16 MiB of its own memory instead of 20
 /// (measured on the release build); with one agent per tenant that adds up.
@@ -24,7 +38,7 @@ pub const AGENT_MALLOC_ENV: [(&str, &str); 2] = [
     ("MALLOC_TRIM_THRESHOLD_", "131072"),
 ];
 /// Port of the agent's `/metrics`, `/healthz` and `/readyz`.
-const METRICS_PORT: u16 = 8080;
+const METRICS_PORT: i32 = 8080;
 
 /// Secret keys (Flux's names) holding files, and the agent flag that takes each file.
 const CREDENTIAL_FILES: [(&str, &str); 4] = [
@@ -70,14 +84,20 @@ pub fn credential_flags<'a>(
         .collect())
 }
 
+/// Where an agent keeps its cache and serves its metrics, and where its report key is.
+pub struct AgentPaths<'a> {
+    pub cache_dir: &'a str,
+    pub metrics_addr: &'a str,
+    pub report_key: &'a str,
+}
+
 /// The agent's `run` arguments for the tenant, in either mode: its repository, branch and path
-/// for `cluster`, its namespaces and kinds, and its policy copy.
+/// for `cluster`, its namespaces, kinds and hosts, its home, its policy copy and report key.
 pub fn agent_args(
     tenant: &Tenant,
     cluster: &str,
     operator_namespace: &str,
-    cache_dir: &str,
-    metrics_addr: &str,
+    paths: &AgentPaths<'_>,
 ) -> Vec<String> {
     let name = tenant.name_any();
     let (branch, path) = tenant.source_for(cluster);
@@ -87,6 +107,8 @@ pub fn agent_args(
         name.clone(),
         "--namespace".into(),
         tenant.namespaces().join(","),
+        "--home-namespace".into(),
+        tenant.agent_namespace(),
         "--repo".into(),
         tenant.spec.source.url.clone(),
         "--branch".into(),
@@ -96,37 +118,114 @@ pub fn agent_args(
         "--interval".into(),
         tenant.spec.source.interval.clone(),
         "--cache-dir".into(),
-        cache_dir.to_owned(),
+        paths.cache_dir.to_owned(),
         "--metrics-addr".into(),
-        metrics_addr.to_owned(),
+        paths.metrics_addr.to_owned(),
         "--policy-configmap".into(),
         format!("{operator_namespace}/{}", policy_config_map_name(&name)),
+        "--report-key".into(),
+        paths.report_key.to_owned(),
     ];
-    if !tenant.spec.allowed_kinds.is_empty() {
-        args.push("--allowed-kind".into());
-        args.push(tenant.spec.allowed_kinds.join(","));
+    let lists = [
+        ("--allowed-kind", &tenant.spec.allowed_kinds),
+        ("--ingress-host", &tenant.spec.ingress_hosts),
+        (
+            "--allow-from-namespace",
+            &tenant.spec.network.allow_from_namespaces,
+        ),
+    ];
+    for (flag, values) in lists {
+        if !values.is_empty() {
+            args.push(flag.into());
+            args.push(values.join(","));
+        }
     }
     args
 }
 
-/// The tenant's credentials copied into its primary namespace (the Secret the platform keeps
-/// in the operator's namespace is out of the agent's reach).
-pub fn agent_secret(tenant: &Tenant, source: &Secret) -> Result<Secret, ProvisionError> {
-    let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
-    typed(
-        "Secret",
-        json!({
-            "metadata": {"name": AGENT_GIT_SECRET, "namespace": tenant.primary_namespace(),
-                "labels": {TENANT_LABEL: name, "app.kubernetes.io/managed-by": "berth"}},
-            "type": "Opaque",
-            "data": source.data.clone().unwrap_or_default(),
-        }),
+fn labels(tenant: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TENANT_LABEL.to_owned(), tenant.to_owned()),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+    ])
+}
+
+/// A Secret of the agent's namespace.
+fn agent_namespace_secret(
+    tenant: &Tenant,
+    name: &str,
+    data: BTreeMap<String, ByteString>,
+) -> Secret {
+    Secret {
+        metadata: meta(name, &tenant.agent_namespace(), &labels(&tenant.name_any())),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// The tenant's credentials copied into the agent's namespace (the Secret the platform keeps
+/// in the operator's namespace is out of the agent's reach, the copy out of the tenant's).
+pub fn agent_secret(tenant: &Tenant, source: &Secret) -> Secret {
+    agent_namespace_secret(
+        tenant,
+        AGENT_GIT_SECRET,
+        source.data.clone().unwrap_or_default(),
     )
 }
 
-/// The agent's Deployment: one replica (none while suspended), replaced rather than rolled so
-/// two agents of a tenant never run at once, non-root, read-only root filesystem, no privilege
-/// escalation, every capability dropped, bounded resources, the tenant's ServiceAccount.
+/// The Secret holding the tenant's report signing key (PKCS#8).
+pub fn report_key_secret(tenant: &Tenant, pkcs8: Vec<u8>) -> Secret {
+    agent_namespace_secret(
+        tenant,
+        REPORT_KEY_SECRET,
+        BTreeMap::from([(REPORT_KEY_FILE.to_owned(), ByteString(pkcs8))]),
+    )
+}
+
+fn secret_volume(name: &str, secret: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn empty_dir(name: &str, size: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(size.into())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn quantities(pairs: [(&str, &str); 2]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+/// The agent's Deployment in its own namespace: one replica (none while suspended), replaced
+/// rather than rolled so two agents of a tenant never run at once, non-root, read-only root
+/// filesystem, no privilege escalation, every capability dropped, bounded resources, the
+/// agent's ServiceAccount.
 pub fn agent_deployment(
     tenant: &Tenant,
     settings: &DeploymentSettings,
@@ -134,101 +233,148 @@ pub fn agent_deployment(
     credentials: Option<&Secret>,
 ) -> Result<Deployment, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
+    let report_key = format!("{REPORT_KEY_DIR}/{REPORT_KEY_FILE}");
+    let metrics_addr = format!("0.0.0.0:{METRICS_PORT}");
     let mut args = agent_args(
         tenant,
         &settings.cluster,
         operator_namespace,
-        "/var/cache/berth",
-        &format!("0.0.0.0:{METRICS_PORT}"),
+        &AgentPaths {
+            cache_dir: "/var/cache/berth",
+            metrics_addr: &metrics_addr,
+            report_key: &report_key,
+        },
     );
-    let mut env: Vec<serde_json::Value> = AGENT_MALLOC_ENV
+    let mut env: Vec<EnvVar> = AGENT_MALLOC_ENV
         .iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
+        .map(|(name, value)| EnvVar {
+            name: (*name).into(),
+            value: Some((*value).into()),
+            ..EnvVar::default()
+        })
         .collect();
     let mut mounts = vec![
-        json!({"name": "cache", "mountPath": "/var/cache/berth"}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
+        mount("cache", "/var/cache/berth", false),
+        mount("tmp", "/tmp", false),
+        mount("report-key", REPORT_KEY_DIR, true),
     ];
     let mut volumes = vec![
-        json!({"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}}),
-        json!({"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}),
+        empty_dir("cache", "1Gi"),
+        empty_dir("tmp", "256Mi"),
+        secret_volume("report-key", REPORT_KEY_SECRET),
     ];
     if let Some(secret) = credentials {
-        let keys = secret.data.as_ref().map(|d| d.keys().collect::<Vec<_>>());
-        args.extend(credential_flags(
-            AGENT_GIT_SECRET,
-            keys.unwrap_or_default(),
-            CREDENTIALS_DIR,
-        )?);
+        let keys: Vec<&String> = secret.data.iter().flat_map(BTreeMap::keys).collect();
+        args.extend(credential_flags(AGENT_GIT_SECRET, keys, CREDENTIALS_DIR)?);
         if secret
             .data
             .as_ref()
             .is_some_and(|d| d.contains_key(USERNAME_KEY))
         {
-            env.push(
-                json!({"name": "BERTH_GIT_USERNAME", "valueFrom": {"secretKeyRef":
-                {"name": AGENT_GIT_SECRET, "key": USERNAME_KEY}}}),
-            );
+            env.push(EnvVar {
+                name: "BERTH_GIT_USERNAME".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: AGENT_GIT_SECRET.into(),
+                        key: USERNAME_KEY.into(),
+                        ..SecretKeySelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
         }
-        mounts.push(json!({"name": "git", "mountPath": CREDENTIALS_DIR, "readOnly": true}));
-        volumes.push(json!({"name": "git", "secret":
-            {"secretName": AGENT_GIT_SECRET, "defaultMode": 0o440}}));
+        mounts.push(mount("git", CREDENTIALS_DIR, true));
+        volumes.push(secret_volume("git", AGENT_GIT_SECRET));
     }
-    let labels = BTreeMap::from([
-        (TENANT_LABEL, name.as_str()),
-        ("app.kubernetes.io/name", AGENT),
-        ("app.kubernetes.io/managed-by", "berth"),
-    ]);
-    let probe =
-        |path: &str| json!({"httpGet": {"path": path, "port": METRICS_PORT}, "periodSeconds": 10});
-    typed(
-        "Deployment",
-        json!({
-            "metadata": {"name": AGENT, "namespace": tenant.primary_namespace(), "labels": labels},
-            "spec": {
-                "replicas": if tenant.spec.suspend { 0 } else { 1 },
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": {TENANT_LABEL: name, "app.kubernetes.io/name": AGENT}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": AGENT,
-                        "securityContext": {
-                            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-                            "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [{
-                            "name": "agent",
-                            "image": settings.image,
-                            "args": args,
-                            "env": env,
-                            "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
-                            "livenessProbe": probe("/healthz"),
-                            "readinessProbe": probe("/readyz"),
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "64Mi"},
-                                "limits": {"cpu": "500m", "memory": "256Mi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": false,
-                                "readOnlyRootFilesystem": true,
-                                "runAsNonRoot": true,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "volumeMounts": mounts,
-                        }],
-                        "volumes": volumes,
-                    },
-                },
-            },
+    let mut pod_labels = labels(&name);
+    pod_labels.insert("app.kubernetes.io/name".into(), AGENT.into());
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(METRICS_PORT),
+            ..HTTPGetAction::default()
         }),
-    )
+        period_seconds: Some(10),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: "agent".into(),
+        image: Some(settings.image.clone()),
+        args: Some(args),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: METRICS_PORT,
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe("/readyz")),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities([("cpu", "10m"), ("memory", "64Mi")])),
+            limits: Some(quantities([("cpu", "500m"), ("memory", "256Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Ok(Deployment {
+        metadata: meta(AGENT, &tenant.agent_namespace(), &pod_labels),
+        spec: DeploymentSpec {
+            replicas: Some(if tenant.spec.suspend { 0 } else { 1 }),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..DeploymentStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    (TENANT_LABEL.to_owned(), name.clone()),
+                    ("app.kubernetes.io/name".to_owned(), AGENT.to_owned()),
+                ])),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(AGENT.into()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
 
     fn tenant(yaml: &str) -> Tenant {
         serde_saphyr::from_str(yaml).unwrap()
@@ -255,10 +401,10 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_runs_locked_down_as_the_tenants_service_account() {
+    fn the_agent_runs_locked_down_in_its_own_namespace() {
         let d = agent_deployment(&tenant(TEAM_A), &settings(), "berth-system", None).unwrap();
         let v = serde_json::to_value(&d).unwrap();
-        assert_eq!(v["metadata"]["namespace"], "team-a");
+        assert_eq!(v["metadata"]["namespace"], "berth-agent-team-a");
         assert_eq!(v["spec"]["replicas"], 1);
         assert_eq!(v["spec"]["strategy"]["type"], "Recreate");
         let pod = &v["spec"]["template"]["spec"];
@@ -283,6 +429,17 @@ mod tests {
         let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
         assert_eq!(after("--branch"), "prod", "the cluster's branch");
         assert_eq!(after("--namespace"), "team-a,team-a-jobs");
+        assert_eq!(after("--home-namespace"), "berth-agent-team-a");
+        assert_eq!(after("--report-key"), "/etc/berth/report-key/ed25519.pk8");
+        let volumes = &pod["volumes"];
+        assert!(
+            volumes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["secret"]["secretName"] == REPORT_KEY_SECRET),
+            "{volumes}"
+        );
         assert_eq!(
             after("--policy-configmap"),
             "berth-system/berth-policy-team-a"
@@ -323,11 +480,14 @@ mod tests {
             "username"
         );
         assert_eq!(
-            v["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"],
+            v["spec"]["template"]["spec"]["volumes"][3]["secret"]["secretName"],
             AGENT_GIT_SECRET
         );
-        let copy = agent_secret(&tenant(TEAM_A), &s).unwrap();
-        assert_eq!(copy.metadata.namespace.as_deref(), Some("team-a"));
+        let copy = agent_secret(&tenant(TEAM_A), &s);
+        assert_eq!(
+            copy.metadata.namespace.as_deref(),
+            Some("berth-agent-team-a")
+        );
         assert_eq!(copy.data.unwrap().len(), 3);
     }
 

@@ -1,32 +1,45 @@
 //! Provisioning, the pure build step of the Tenant controller: a Tenant → every object its
-//! berth needs (namespaces, the agent's ServiceAccount and confined Role, member bindings,
-//! quota, limits, network isolation, read access to its policy). The controller applies them
-//! with server-side apply.
+//! berth needs. In the tenant's namespaces: the namespaces themselves, quota, limits, network
+//! isolation, member bindings and the agent's confined Role. In the agent's own namespace (one
+//! per tenant, owned by Berth, where no tenant member or tenant Pod has any right): the agent's
+//! ServiceAccount, its Role for status and reports, and its isolation. In the operator's
+//! namespace: read access to the tenant's policy. The controller applies them with
+//! server-side apply.
 
 pub mod agent;
+mod isolation;
 mod policy;
 mod rbac;
 
 use std::collections::BTreeMap;
 
-use berth_engine::api::Tenant;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use berth_engine::api::{AGENT_OF_LABEL, MANAGED_BY, TENANT_LABEL, Tenant};
+use berth_engine::policy::Profile;
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+    ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use serde_json::json;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::Serialize;
 
 pub use policy::{policy_config_map_name, tenant_policy};
 pub use rbac::{AGENT, agent_rules};
 
-/// Label on everything provisioned for a tenant (the agent puts it on what it applies too).
-pub const TENANT_LABEL: &str = "berth.dev/tenant";
 /// Label on what the operator provisions, and only that: what a changed Tenant no longer
 /// declares is found by it and pruned.
 pub const PROVISIONED_LABEL: (&str, &str) = ("berth.dev/provisioned", "true");
+/// Label on a tenant's namespaces naming the operator (by its namespace) that provisions them:
+/// its admission webhook covers exactly those.
+pub const OPERATOR_LABEL: &str = "berth.dev/operator";
 
-/// Where the operator keeps platform objects (policy ConfigMaps).
+/// What provisioning needs besides the Tenant.
 #[derive(Clone, Debug)]
 pub struct ProvisionContext {
+    /// Where the operator keeps platform objects (policy ConfigMaps).
     pub operator_namespace: String,
 }
 
@@ -39,8 +52,6 @@ pub enum ProvisionError {
         "allowed kind {0}: Berth does not know its API resource; use one of the built-in kinds"
     )]
     UnknownKind(String),
-    #[error("building {object}: {reason}")]
-    Build { object: String, reason: String },
     #[error("credentials Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
 }
@@ -48,7 +59,9 @@ pub enum ProvisionError {
 /// Everything a tenant's berth consists of.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
+    /// The tenant's namespaces, then the agent's namespace.
     pub namespaces: Vec<Namespace>,
+    /// The agent's identity, in its own namespace.
     pub service_account: ServiceAccount,
     pub roles: Vec<Role>,
     pub role_bindings: Vec<RoleBinding>,
@@ -57,129 +70,194 @@ pub struct Desired {
     pub network_policies: Vec<NetworkPolicy>,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(
-    object: &str,
-    value: serde_json::Value,
-) -> Result<T, ProvisionError> {
-    serde_json::from_value(value).map_err(|e| ProvisionError::Build {
-        object: object.to_owned(),
-        reason: e.to_string(),
+impl Desired {
+    /// Every object as it would be applied, with its apiVersion and kind: what `render` prints.
+    pub fn objects(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        let mut objects = Vec::new();
+        push_all(&mut objects, &self.namespaces)?;
+        push_all(&mut objects, std::slice::from_ref(&self.service_account))?;
+        push_all(&mut objects, &self.roles)?;
+        push_all(&mut objects, &self.role_bindings)?;
+        push_all(&mut objects, &self.quotas)?;
+        push_all(&mut objects, &self.limit_ranges)?;
+        push_all(&mut objects, &self.network_policies)?;
+        Ok(objects)
+    }
+}
+
+fn push_all<K>(out: &mut Vec<serde_json::Value>, objects: &[K]) -> Result<(), serde_json::Error>
+where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    for object in objects {
+        let mut value = serde_json::to_value(object)?;
+        value["apiVersion"] = K::api_version(&()).into();
+        value["kind"] = K::kind(&()).into();
+        out.push(value);
+    }
+    Ok(())
+}
+
+/// Labels of everything provisioned for `tenant` (but the agent's namespace itself).
+fn labels(tenant: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TENANT_LABEL.to_owned(), tenant.to_owned()),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        (
+            PROVISIONED_LABEL.0.to_owned(),
+            PROVISIONED_LABEL.1.to_owned(),
+        ),
+    ])
+}
+
+fn meta(name: &str, namespace: &str, labels: &BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(labels.clone()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Pod Security admission labels: Kubernetes enforces the same profile as Berth's policy, and
+/// warns and audits against `restricted` whatever is enforced.
+fn pod_security_labels(enforce: Profile) -> [(String, String); 3] {
+    [
+        ("enforce", enforce.name()),
+        ("warn", Profile::Restricted.name()),
+        ("audit", Profile::Restricted.name()),
+    ]
+    .map(|(mode, level)| {
+        (
+            format!("pod-security.kubernetes.io/{mode}"),
+            level.to_owned(),
+        )
     })
 }
 
-/// Builds the tenant's objects. Pure: the same Tenant always gives the same objects.
-pub fn build(tenant: &Tenant, context: &ProvisionContext) -> Result<Desired, ProvisionError> {
+/// Builds the tenant's objects. Pure: the same Tenant, context and profile always give the
+/// same objects. `profile` is the tenant's policy profile (its namespaces' Pod Security level).
+pub fn build(
+    tenant: &Tenant,
+    context: &ProvisionContext,
+    profile: Profile,
+) -> Result<Desired, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
-    let namespaces = tenant.namespaces();
-    let primary = tenant.primary_namespace();
-    let labels = json!({TENANT_LABEL: name, "app.kubernetes.io/managed-by": "berth",
-        PROVISIONED_LABEL.0: PROVISIONED_LABEL.1});
+    let home = tenant.agent_namespace();
+    let labels = labels(&name);
+    let rules = agent_rules(&tenant.spec.allowed_kinds)?;
     let mut desired = Desired {
-        service_account: typed(
-            "ServiceAccount",
-            json!({"metadata": {"name": AGENT, "namespace": primary, "labels": labels}}),
-        )?,
+        service_account: ServiceAccount {
+            metadata: meta(AGENT, &home, &labels),
+            ..ServiceAccount::default()
+        },
         ..Desired::default()
     };
-    let rules = agent_rules(&tenant.spec.allowed_kinds)?;
-    let agent_subject = json!([{"kind": "ServiceAccount", "name": AGENT, "namespace": primary}]);
-    for ns in &namespaces {
-        let meta = |object: &str| json!({"name": object, "namespace": ns, "labels": labels});
-        desired.namespaces.push(typed(
-            "Namespace",
-            json!({"metadata": {"name": ns, "labels": {
-                TENANT_LABEL: name,
-                "app.kubernetes.io/managed-by": "berth",
-                PROVISIONED_LABEL.0: PROVISIONED_LABEL.1,
-                // Pods that do not meet the restricted profile are refused at admission too.
-                "pod-security.kubernetes.io/enforce": "restricted",
-            }}}),
-        )?);
-        desired.roles.push(typed(
-            "Role",
-            json!({"metadata": meta(AGENT), "rules": rules}),
-        )?);
-        desired.role_bindings.push(typed(
-            "RoleBinding",
-            json!({"metadata": meta(AGENT), "subjects": agent_subject,
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT}}),
-        )?);
-        for member in &tenant.spec.members {
-            let role = member.role.cluster_role();
-            let kind = format!("{:?}", member.kind);
-            let binding_name = format!(
-                "berth-member-{role}-{}-{}",
-                kind.to_lowercase(),
-                sanitize(&member.name)
-            );
-            desired.role_bindings.push(typed(
-                "RoleBinding",
-                json!({"metadata": meta(&binding_name),
-                    "subjects": [{"kind": kind, "name": member.name, "apiGroup": "rbac.authorization.k8s.io"}],
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}}),
-            )?);
-        }
+    for ns in tenant.namespaces() {
+        let mut ns_labels = labels.clone();
+        ns_labels.insert(OPERATOR_LABEL.into(), context.operator_namespace.clone());
+        ns_labels.extend(pod_security_labels(profile));
+        desired.namespaces.push(Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.clone()),
+                labels: Some(ns_labels),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        });
+        desired.roles.push(Role {
+            metadata: meta(AGENT, &ns, &labels),
+            rules: Some(rules.clone()),
+        });
+        desired
+            .role_bindings
+            .push(rbac::agent_binding(AGENT, &ns, &home, &labels));
+        desired
+            .role_bindings
+            .extend(rbac::member_bindings(tenant, &ns, &labels));
         if !tenant.spec.quota.is_empty() {
-            desired.quotas.push(typed(
-                "ResourceQuota",
-                json!({"metadata": meta("berth-quota"), "spec": {"hard": tenant.spec.quota}}),
-            )?);
+            desired.quotas.push(ResourceQuota {
+                metadata: meta("berth-quota", &ns, &labels),
+                spec: Some(ResourceQuotaSpec {
+                    hard: Some(quantities(&tenant.spec.quota)),
+                    ..ResourceQuotaSpec::default()
+                }),
+                ..ResourceQuota::default()
+            });
         }
         if let Some(limits) = &tenant.spec.limits {
-            let mut item = BTreeMap::from([("type", json!("Container"))]);
-            for (key, values) in [
-                ("default", &limits.default),
-                ("defaultRequest", &limits.default_request),
-                ("max", &limits.max),
-            ] {
-                if !values.is_empty() {
-                    item.insert(key, json!(values));
-                }
-            }
-            desired.limit_ranges.push(typed(
-                "LimitRange",
-                json!({"metadata": meta("berth-limits"), "spec": {"limits": [item]}}),
-            )?);
+            let some = |values: &BTreeMap<String, String>| {
+                (!values.is_empty()).then(|| quantities(values))
+            };
+            desired.limit_ranges.push(LimitRange {
+                metadata: meta("berth-limits", &ns, &labels),
+                spec: Some(LimitRangeSpec {
+                    limits: vec![LimitRangeItem {
+                        type_: "Container".into(),
+                        default: some(&limits.default),
+                        default_request: some(&limits.default_request),
+                        max: some(&limits.max),
+                        ..LimitRangeItem::default()
+                    }],
+                }),
+            });
         }
         if !tenant.spec.network.disabled {
-            let mut from =
-                vec![json!({"namespaceSelector": {"matchLabels": {TENANT_LABEL: name}}})];
-            for other in &tenant.spec.network.allow_from_namespaces {
-                from.push(json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": other}}}));
-            }
-            desired.network_policies.push(typed(
-                "NetworkPolicy",
-                json!({"metadata": meta("berth-isolation"),
-                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": from}]}}),
-            )?);
+            desired
+                .network_policies
+                .push(isolation::tenant_isolation(tenant, &ns, &labels));
         }
     }
+    // The agent's home: the namespace, its status and report rights, no way in for tenants.
+    let mut home_labels = BTreeMap::from([
+        (AGENT_OF_LABEL.to_owned(), name.clone()),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+        (
+            PROVISIONED_LABEL.0.to_owned(),
+            PROVISIONED_LABEL.1.to_owned(),
+        ),
+    ]);
+    home_labels.extend(pod_security_labels(Profile::Restricted));
+    desired.namespaces.push(Namespace {
+        metadata: ObjectMeta {
+            name: Some(home.clone()),
+            labels: Some(home_labels),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    });
+    desired.roles.push(Role {
+        metadata: meta(AGENT, &home, &labels),
+        rules: Some(rbac::home_rules()),
+    });
+    desired
+        .role_bindings
+        .push(rbac::agent_binding(AGENT, &home, &home, &labels));
+    desired.network_policies.push(isolation::agent_isolation(
+        &home,
+        &context.operator_namespace,
+        &labels,
+    ));
     // Read access to exactly the tenant's policy ConfigMap, where the tenant cannot write.
-    let policy_access = format!("berth-policy-{name}");
-    let platform_meta =
-        json!({"name": policy_access, "namespace": context.operator_namespace, "labels": labels});
-    desired.roles.push(typed(
+    let policy_access = policy_config_map_name(&name);
+    desired.roles.push(Role {
+        metadata: meta(&policy_access, &context.operator_namespace, &labels),
+        rules: Some(vec![rbac::read_config_map(&policy_access)]),
+    });
+    desired.role_bindings.push(rbac::binding(
+        meta(&policy_access, &context.operator_namespace, &labels),
         "Role",
-        json!({"metadata": platform_meta, "rules": [{"apiGroups": [""], "resources": ["configmaps"],
-            "resourceNames": [policy_config_map_name(&name)], "verbs": ["get"]}]}),
-    )?);
-    desired.role_bindings.push(typed(
-        "RoleBinding",
-        json!({"metadata": platform_meta, "subjects": agent_subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": policy_access}}),
-    )?);
+        &policy_access,
+        rbac::agent_subject(&home),
+    ));
     Ok(desired)
 }
 
-/// A member name as part of an object name: lowercase, `[a-z0-9-]`, at most 40 characters.
-fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    out.truncate(40);
-    out.trim_matches('-').to_owned()
+fn quantities(values: &BTreeMap<String, String>) -> BTreeMap<String, Quantity> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+        .collect()
 }
 
 #[cfg(test)]

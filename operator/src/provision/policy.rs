@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_engine::api::{MANAGED_BY, TENANT_LABEL};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -38,8 +39,8 @@ pub fn tenant_policy(
             name: Some(policy_config_map_name(tenant)),
             namespace: Some(operator_namespace.to_owned()),
             labels: Some(BTreeMap::from([
-                (super::TENANT_LABEL.to_owned(), tenant.to_owned()),
-                ("app.kubernetes.io/managed-by".into(), "berth".into()),
+                (TENANT_LABEL.to_owned(), tenant.to_owned()),
+                (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
             ])),
             ..ObjectMeta::default()
         },

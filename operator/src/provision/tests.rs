@@ -26,6 +26,10 @@ fn context() -> ProvisionContext {
     }
 }
 
+fn build_default(spec: TenantSpec) -> Desired {
+    build(&tenant(spec), &context(), Profile::Baseline).unwrap()
+}
+
 fn names<T: kube::Resource>(objects: &[T]) -> Vec<String> {
     objects
         .iter()
@@ -39,73 +43,150 @@ fn names<T: kube::Resource>(objects: &[T]) -> Vec<String> {
         .collect()
 }
 
+fn label<'a>(ns: &'a Namespace, key: &str) -> Option<&'a str> {
+    ns.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+}
+
 #[test]
-fn a_minimal_tenant_gets_its_namespace_agent_and_isolation() {
-    let desired = build(&tenant(spec()), &context()).unwrap();
-    assert_eq!(names(&desired.namespaces), ["/team-a"]);
-    let ns_labels = desired.namespaces[0].metadata.labels.clone().unwrap();
+fn a_minimal_tenant_gets_its_namespace_an_agent_namespace_and_isolation() {
+    let desired = build_default(spec());
     assert_eq!(
-        ns_labels.get(TENANT_LABEL).map(String::as_str),
-        Some("team-a")
+        names(&desired.namespaces),
+        ["/team-a", "/berth-agent-team-a"]
+    );
+    let (tenant_ns, home) = (&desired.namespaces[0], &desired.namespaces[1]);
+    assert_eq!(label(tenant_ns, TENANT_LABEL), Some("team-a"));
+    assert_eq!(label(tenant_ns, OPERATOR_LABEL), Some("berth-system"));
+    // Pod Security admission enforces the profile Berth's policy enforces, warns on restricted.
+    assert_eq!(
+        label(tenant_ns, "pod-security.kubernetes.io/enforce"),
+        Some("baseline")
     );
     assert_eq!(
-        ns_labels
-            .get("pod-security.kubernetes.io/enforce")
-            .map(String::as_str),
+        label(tenant_ns, "pod-security.kubernetes.io/warn"),
+        Some("restricted")
+    );
+    // The agent's namespace is not the tenant's: its isolation does not admit it, nor the
+    // admission webhook cover it.
+    assert_eq!(label(home, TENANT_LABEL), None);
+    assert_eq!(label(home, OPERATOR_LABEL), None);
+    assert_eq!(label(home, AGENT_OF_LABEL), Some("team-a"));
+    assert_eq!(
+        label(home, "pod-security.kubernetes.io/enforce"),
         Some("restricted")
     );
     assert_eq!(
         desired.service_account.metadata.namespace.as_deref(),
-        Some("team-a")
+        Some("berth-agent-team-a")
     );
     assert_eq!(
         names(&desired.roles),
-        ["team-a/berth-agent", "berth-system/berth-policy-team-a"]
+        [
+            "team-a/berth-agent",
+            "berth-agent-team-a/berth-agent",
+            "berth-system/berth-policy-team-a"
+        ]
     );
     assert_eq!(
         names(&desired.role_bindings),
-        ["team-a/berth-agent", "berth-system/berth-policy-team-a"]
+        [
+            "team-a/berth-agent",
+            "berth-agent-team-a/berth-agent",
+            "berth-system/berth-policy-team-a"
+        ]
     );
+    // Every binding of the agent names the ServiceAccount in the agent's namespace.
+    for binding in &desired.role_bindings {
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            (AGENT, Some("berth-agent-team-a"))
+        );
+    }
     assert!(desired.quotas.is_empty() && desired.limit_ranges.is_empty());
+    assert_eq!(
+        names(&desired.network_policies),
+        [
+            "team-a/berth-isolation",
+            "berth-agent-team-a/berth-agent-isolation"
+        ]
+    );
     let policy = serde_json::to_value(&desired.network_policies[0].spec).unwrap();
     assert_eq!(
         policy,
         json!({"podSelector": {}, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"berth.dev/tenant": "team-a"}}}]}]})
     );
+    let home_policy = serde_json::to_value(&desired.network_policies[1].spec).unwrap();
+    assert_eq!(
+        home_policy["ingress"][0]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "berth-system"}}}])
+    );
     // The agent reads exactly its policy ConfigMap.
-    let read = serde_json::to_value(&desired.roles[1].rules).unwrap();
+    let read = serde_json::to_value(&desired.roles[2].rules).unwrap();
     assert_eq!(read[0]["resourceNames"], json!(["berth-policy-team-a"]));
     assert_eq!(read[0]["verbs"], json!(["get"]));
 }
 
 #[test]
-fn the_agent_role_cannot_grant_itself_more() {
-    let desired = build(&tenant(spec()), &context()).unwrap();
-    let rules = serde_json::to_value(&desired.roles[0].rules).unwrap();
-    for rule in rules.as_array().unwrap() {
-        let verbs: Vec<&str> = rule["verbs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        for forbidden in ["*", "escalate", "bind", "impersonate"] {
-            assert!(!verbs.contains(&forbidden), "{rule}");
-        }
-        let resources: Vec<&str> = rule["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        for forbidden in ["*", "resourcequotas", "limitranges", "namespaces"] {
-            assert!(!resources.contains(&forbidden), "{rule}");
-        }
-    }
-    let reports = rules
+fn the_restricted_profile_is_enforced_by_pod_security_admission_too() {
+    let desired = build(&tenant(spec()), &context(), Profile::Restricted).unwrap();
+    assert_eq!(
+        label(&desired.namespaces[0], "pod-security.kubernetes.io/enforce"),
+        Some("restricted")
+    );
+}
+
+fn rules_of(role: &Role) -> Vec<Value> {
+    serde_json::to_value(&role.rules)
+        .unwrap()
         .as_array()
         .unwrap()
+        .clone()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_agent_cannot_grant_itself_more_and_keeps_its_evidence_at_home() {
+    let desired = build_default(spec());
+    for role in &desired.roles {
+        for rule in rules_of(role) {
+            for forbidden in ["*", "escalate", "bind", "impersonate", "delete"] {
+                let verbs = strings(&rule["verbs"]);
+                // Deleting what it applied is the agent's job in the tenant's namespaces only.
+                if forbidden == "delete" && role.metadata.namespace.as_deref() == Some("team-a") {
+                    continue;
+                }
+                assert!(!verbs.contains(&forbidden), "{rule}");
+            }
+            for forbidden in ["*", "resourcequotas", "limitranges", "namespaces"] {
+                assert!(!strings(&rule["resources"]).contains(&forbidden), "{rule}");
+            }
+        }
+    }
+    // Status and reports only in the agent's own namespace, reports create-only.
+    let tenant_rules = rules_of(&desired.roles[0]);
+    assert!(
+        tenant_rules
+            .iter()
+            .all(|r| !["berth.dev", "wgpolicyk8s.io", "events.k8s.io"]
+                .contains(&r["apiGroups"][0].as_str().unwrap())),
+        "{tenant_rules:?}"
+    );
+    let home_rules = rules_of(&desired.roles[1]);
+    let reports = home_rules
         .iter()
         .find(|r| r["apiGroups"] == json!(["wgpolicyk8s.io"]))
         .unwrap();
@@ -131,7 +212,7 @@ fn every_namespace_gets_quota_limits_members_and_isolation() {
         role: MemberRole::Edit,
     }];
     s.network.allow_from_namespaces = vec!["ingress-nginx".into()];
-    let desired = build(&tenant(s), &context()).unwrap();
+    let desired = build_default(s);
     assert_eq!(
         names(&desired.quotas),
         ["team-a/berth-quota", "team-a-jobs/berth-quota"]
@@ -149,21 +230,15 @@ fn every_namespace_gets_quota_limits_members_and_isolation() {
         .iter()
         .filter(|b| b.role_ref.kind == "ClusterRole")
         .collect();
-    assert_eq!(members.len(), 2);
     assert_eq!(
-        members[0].metadata.name.as_deref(),
-        Some("berth-member-edit-group-team-a-devs")
+        names(&members.iter().map(|b| (*b).clone()).collect::<Vec<_>>()),
+        [
+            "team-a/berth-member-edit-group-team-a-devs",
+            "team-a-jobs/berth-member-edit-group-team-a-devs"
+        ],
+        "members are bound in the tenant's namespaces only"
     );
     assert_eq!(members[0].role_ref.name, "edit");
-    // The agent's ServiceAccount lives in the primary namespace and is bound in both.
-    let agent_bindings: Vec<Value> = desired
-        .role_bindings
-        .iter()
-        .filter(|b| b.metadata.name.as_deref() == Some(AGENT))
-        .map(|b| serde_json::to_value(&b.subjects).unwrap())
-        .collect();
-    assert_eq!(agent_bindings.len(), 2);
-    assert!(agent_bindings.iter().all(|s| s[0]["namespace"] == "team-a"));
     let ingress = serde_json::to_value(&desired.network_policies[0].spec).unwrap();
     assert_eq!(
         ingress["ingress"][0]["from"][1],
@@ -173,7 +248,9 @@ fn every_namespace_gets_quota_limits_members_and_isolation() {
 
 #[test]
 fn allowed_kinds_narrow_the_agent_role_and_unknown_kinds_are_refused() {
-    let rules = agent_rules(&["ConfigMap".into(), "apps/Deployment".into()]).unwrap();
+    let rules =
+        serde_json::to_value(agent_rules(&["ConfigMap".into(), "apps/Deployment".into()]).unwrap())
+            .unwrap();
     assert_eq!(rules[0]["apiGroups"], json!([""]));
     assert_eq!(rules[0]["resources"], json!(["configmaps"]));
     assert_eq!(rules[1]["resources"], json!(["deployments"]));
@@ -184,13 +261,28 @@ fn allowed_kinds_narrow_the_agent_role_and_unknown_kinds_are_refused() {
 }
 
 #[test]
-fn isolation_can_be_turned_off() {
+fn isolation_can_be_turned_off_for_the_tenant_but_not_for_its_agent() {
     let mut s = spec();
     s.network.disabled = true;
-    assert!(
-        build(&tenant(s), &context())
-            .unwrap()
-            .network_policies
-            .is_empty()
+    assert_eq!(
+        names(&build_default(s).network_policies),
+        ["berth-agent-team-a/berth-agent-isolation"]
     );
+}
+
+#[test]
+fn rendered_objects_carry_their_kind_and_api_version() {
+    let objects = build_default(spec()).objects().unwrap();
+    let kinds: Vec<(&str, &str)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["apiVersion"].as_str().unwrap(),
+                o["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds[0], ("v1", "Namespace"));
+    assert!(kinds.contains(&("rbac.authorization.k8s.io/v1", "RoleBinding")));
+    assert!(kinds.contains(&("networking.k8s.io/v1", "NetworkPolicy")));
 }

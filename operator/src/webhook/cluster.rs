@@ -10,8 +10,7 @@ use super::{Tenants, WebhookError};
 
 /// The field manager of the trigger: it owns `spec.syncRequestedAt` and nothing else.
 const FIELD_MANAGER: &str = "berth-webhook";
-/// The TenantSync the agent watches, in the tenant's primary namespace.
-const SYNC_NAME: &str = "berth";
+use berth_engine::api::SYNC_NAME;
 /// The key of the webhook Secret holding the token.
 const TOKEN_KEY: &str = "token";
 
@@ -89,7 +88,7 @@ impl Tenants for KubeTenants {
             tracing::debug!(tenant, "tenant gone before its webhook trigger");
             return Ok(());
         };
-        let namespace = found.primary_namespace();
+        let namespace = found.agent_namespace();
         let request = TenantSync::new(
             SYNC_NAME,
             TenantSyncSpec {
@@ -227,7 +226,9 @@ mod tests {
         let (method, target, body) = seen.last().unwrap();
         assert_eq!(method, Method::PATCH);
         assert!(
-            target.starts_with("/apis/berth.dev/v1alpha1/namespaces/shop-prod/tenantsyncs/berth?"),
+            target.starts_with(
+                "/apis/berth.dev/v1alpha1/namespaces/berth-agent-shop/tenantsyncs/berth?"
+            ),
             "{target}"
         );
         assert!(target.contains("fieldManager=berth-webhook"), "{target}");

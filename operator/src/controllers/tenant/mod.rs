@@ -2,20 +2,22 @@
 //! reports Provisioned, Synced, PolicyCompliant and Ready (`status`, mirroring its agent's
 //! TenantSync); a finalizer offboards a deleted Tenant (`offboard`).
 
+mod migrate;
 mod offboard;
 mod status;
 mod writes;
 
 use offboard::{keeps_namespaces, offboard};
 pub use writes::read_credentials;
-use writes::{apply_agent_inputs, apply_all, delete, prune};
+use writes::{apply_agent_inputs, apply_all, delete, ensure_sync, prune};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use berth_engine::api::{SYNC_NAME, Tenant, TenantSync};
-use berth_engine::apply::FIELD_MANAGER;
+use berth_engine::api::{ReportKey, SYNC_NAME, TENANT_LABEL, Tenant, TenantSync};
+use berth_engine::policy::Profile;
+use berth_engine::report::ReportSigner;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota, Secret};
@@ -35,9 +37,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::platform::PLATFORM_POLICY;
+use super::{FIELD_MANAGER, legacy};
 use crate::metrics::OperatorMetrics;
 use crate::provision::agent::{self, DeploymentSettings};
-use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError, TENANT_LABEL};
+use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError};
 use status::{Decided, decided, derive};
 
 /// Finalizer that offboards a Tenant before it goes.
@@ -49,9 +52,6 @@ const RECONCILE_CONCURRENCY: u16 = 16;
 /// Provisioned objects are re-applied this often, correcting drift.
 const RESYNC: Duration = Duration::from_secs(300);
 
-/// Field manager of the TenantSync the operator creates (the agent owns its status).
-const SYNC_MANAGER: &str = "berth-operator";
-
 /// Annotation that keeps a removed tenant's namespaces.
 pub const KEEP_NAMESPACES: &str = "berth.dev/keep-namespaces";
 
@@ -61,6 +61,9 @@ pub enum TenantError {
     /// The spec cannot be provisioned: waits for the next change of the Tenant.
     #[error(transparent)]
     Invalid(#[from] ProvisionError),
+    /// The tenant's report signing key could not be made.
+    #[error(transparent)]
+    Keys(#[from] berth_engine::report::SignatureError),
     /// The API server refused or failed: retried with backoff.
     #[error("{action} {object}: {source}")]
     Api {
@@ -76,6 +79,7 @@ impl TenantError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "InvalidSpec",
+            Self::Keys(_) => "SigningKey",
             Self::Api { .. } => "ApiError",
         }
     }
@@ -129,6 +133,13 @@ impl Context {
             .unwrap_or_else(PoisonError::into_inner);
         memo.get(name)
             .is_some_and(|(done, at)| done == wanted && at.elapsed() < RESYNC)
+    }
+
+    /// The tenant's policy copy as it is to be published: the platform's bundle and data.
+    fn tenant_policy(&self, tenant: &Tenant) -> ConfigMap {
+        let ns = &self.provision.operator_namespace;
+        let platform = self.policy.get(&ObjectRef::new(PLATFORM_POLICY).within(ns));
+        provision::tenant_policy(&tenant.name_any(), ns, platform.as_deref())
     }
 
     fn remember(&self, name: &str, done: Option<ProvisionedFor>) {
@@ -239,14 +250,14 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
     let name = tenant.name_any();
     let wanted = context.provisioned_for(tenant);
     let outcome = if context.is_fresh(&name, &wanted) {
-        Ok(())
+        Ok(Provisioned::as_recorded(tenant))
     } else {
         let outcome = provision_steps(tenant, context).await;
         context.remember(&name, outcome.is_ok().then_some(wanted));
         outcome
     };
     let provisioned = match &outcome {
-        Ok(()) => decided(
+        Ok(_) => decided(
             "Provisioned",
             "True",
             "Provisioned",
@@ -254,9 +265,10 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
         ),
         Err(e) => decided("Provisioned", "False", e.reason(), &e.to_string()),
     };
-    set_status(tenant, context, provisioned).await?;
+    let done = outcome.as_ref().ok().cloned();
+    set_status(tenant, context, provisioned, done).await?;
     match outcome {
-        Ok(()) => Ok(Action::requeue(RESYNC)),
+        Ok(_) => Ok(Action::requeue(RESYNC)),
         // The credentials Secret may be created or mended without the Tenant changing.
         Err(TenantError::Invalid(e @ ProvisionError::Credentials { .. })) => {
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for its credentials");
@@ -271,15 +283,62 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
     }
 }
 
-/// Build → apply → prune → what the agent reads, stopping at the first failure.
-async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<(), TenantError> {
-    let desired = provision::build(tenant, &context.provision)?;
+/// What a provisioned berth publishes in the Tenant's status.
+#[derive(Clone, Debug)]
+struct Provisioned {
+    agent_namespace: String,
+    report_keys: Vec<ReportKey>,
+}
+
+impl Provisioned {
+    /// As the status already says (the berth was provisioned recently for the same spec).
+    fn as_recorded(tenant: &Tenant) -> Self {
+        Self {
+            agent_namespace: tenant.agent_namespace(),
+            report_keys: tenant
+                .status
+                .as_ref()
+                .map(|s| s.report_keys.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Build → apply → migrate an earlier layout → prune → what the agent reads, stopping at the
+/// first failure.
+async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provisioned, TenantError> {
+    let policy = context.tenant_policy(tenant);
+    let desired = provision::build(tenant, &context.provision, profile_of(&policy))?;
     apply_all(&context.client, &desired).await?;
+    ensure_sync(&context.client, tenant).await?;
+    // An agent namespace in the status means this layout is in place already.
+    let migrated = tenant
+        .status
+        .as_ref()
+        .is_some_and(|s| s.agent_namespace.is_some());
+    if !migrated {
+        migrate::from_primary_namespace(&context.client, tenant).await?;
+    }
     // Listing every kind is not free: only a spec not yet provisioned can have dropped something.
     if !provisioned_at_this_generation(tenant) {
         prune(tenant, &desired, context).await?;
     }
-    apply_agent_inputs(tenant, context).await
+    let report_keys = apply_agent_inputs(tenant, context, &policy).await?;
+    Ok(Provisioned {
+        agent_namespace: tenant.agent_namespace(),
+        report_keys,
+    })
+}
+
+/// The tenant's policy profile, as its policy data selects it.
+fn profile_of(policy: &ConfigMap) -> Profile {
+    let data = policy
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::platform::policy::DATA_KEY))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    Profile::from_data(&data)
 }
 
 fn provisioned_at_this_generation(tenant: &Tenant) -> bool {
@@ -297,23 +356,29 @@ async fn set_status(
     tenant: &Tenant,
     context: &Context,
     provisioned: Decided,
+    done: Option<Provisioned>,
 ) -> Result<(), TenantError> {
     let name = tenant.name_any();
-    let primary = tenant.primary_namespace();
-    let sync = Api::<TenantSync>::namespaced(context.client.clone(), &primary)
+    let sync = Api::<TenantSync>::namespaced(context.client.clone(), &tenant.agent_namespace())
         .get_opt(SYNC_NAME)
         .await
         .ok()
         .flatten()
         .and_then(|s| s.status);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = derive(
+    let mut status = derive(
         tenant.status.as_ref(),
         tenant.metadata.generation,
         provisioned,
         sync.as_ref(),
         &now,
     );
+    // Until provisioned in this layout, the previous values stand.
+    let previous = tenant.status.clone().unwrap_or_default();
+    (status.agent_namespace, status.report_keys) = match done {
+        Some(done) => (Some(done.agent_namespace), done.report_keys),
+        None => (previous.agent_namespace, previous.report_keys),
+    };
     if tenant.status.as_ref() == Some(&status) {
         return Ok(());
     }

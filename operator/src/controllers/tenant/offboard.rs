@@ -1,5 +1,6 @@
-//! Offboarding a deleted Tenant: its namespaces go (or, when kept, only its agent), then its
-//! policy copy and access in the operator's namespace.
+//! Offboarding a deleted Tenant: its namespaces and its agent's namespace go; or, when kept,
+//! what the tenant deployed and its agent's reports stay while the agent (workload, identity,
+//! credentials) goes. Then its policy copy and access in the operator's namespace.
 
 use super::*;
 
@@ -14,21 +15,23 @@ pub(super) async fn offboard(tenant: &Tenant, context: &Context) -> Result<Actio
     let name = tenant.name_any();
     let client = &context.client;
     let keep = keeps_namespaces(tenant);
+    let home = tenant.agent_namespace();
     if keep {
-        // The namespaces stay with what the tenant deployed, but its agent goes.
-        let primary = tenant.primary_namespace();
         delete(
-            Api::<Deployment>::namespaced(client.clone(), &primary),
+            Api::<Deployment>::namespaced(client.clone(), &home),
             provision::AGENT,
         )
         .await?;
+        for secret in [agent::AGENT_GIT_SECRET, agent::REPORT_KEY_SECRET] {
+            delete(Api::<Secret>::namespaced(client.clone(), &home), secret).await?;
+        }
         delete(
-            Api::<Secret>::namespaced(client.clone(), &primary),
-            agent::AGENT_GIT_SECRET,
+            Api::<ServiceAccount>::namespaced(client.clone(), &home),
+            provision::AGENT,
         )
         .await?;
     } else {
-        for ns in tenant.namespaces() {
+        for ns in tenant.namespaces().into_iter().chain([home]) {
             delete(Api::<Namespace>::all(client.clone()), &ns).await?;
         }
     }

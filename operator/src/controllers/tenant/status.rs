@@ -86,6 +86,7 @@ pub fn derive(
         last_applied_revision: sync.and_then(|s| s.last_applied_revision.clone()),
         objects: sync.map_or(0, |s| s.counts.objects),
         refused: sync.map_or(0, |s| s.counts.refused),
+        ..TenantStatus::default()
     }
 }
 

@@ -4,23 +4,32 @@
 
 use super::*;
 
+/// Server-side applies `object` as the operator; releases what an earlier operator applied
+/// under the agent's field manager.
 pub(super) async fn apply<K>(api: Api<K>, object: &K) -> Result<(), TenantError>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let name = object.name_any();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| TenantError::Api {
-        action: "applying",
+    let failed = |action, source| TenantError::Api {
+        action,
         object: format!("{} {name}", K::kind(&())),
         source,
-    })
+    };
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(|e| failed("applying", e))?;
+    if legacy::holds_legacy_fields(&applied) {
+        legacy::release(&api, &applied)
+            .await
+            .map_err(|e| failed("releasing the earlier field manager of", e))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn apply_namespaced<K>(client: &Client, object: &K) -> Result<(), TenantError>
@@ -142,45 +151,93 @@ where
     }
 }
 
-/// What the tenant's agent reads besides its repository: its policy copy and the TenantSync
-/// it reports in (labelled, so its changes find their Tenant).
-pub(super) async fn apply_agent_inputs(
-    tenant: &Tenant,
-    context: &Context,
-) -> Result<(), TenantError> {
-    let name = tenant.name_any();
-    let ns = &context.provision.operator_namespace;
-    let platform = context
-        .policy
-        .get(&ObjectRef::new(PLATFORM_POLICY).within(ns));
-    let policy = provision::tenant_policy(&name, ns, platform.as_deref());
-    apply_namespaced::<ConfigMap>(&context.client, &policy).await?;
-    let primary = tenant.primary_namespace();
-    if let Some(settings) = &context.deployment {
-        let credentials = read_credentials(&context.client, ns, tenant).await?;
-        if let Some(source) = &credentials {
-            apply_namespaced::<Secret>(&context.client, &agent::agent_secret(tenant, source)?)
-                .await?;
-        }
-        let deployment = agent::agent_deployment(tenant, settings, ns, credentials.as_ref())?;
-        apply_namespaced::<Deployment>(&context.client, &deployment).await?;
-    }
-    let sync = json!({"apiVersion": "berth.dev/v1alpha1", "kind": "TenantSync",
-        "metadata": {"name": SYNC_NAME, "namespace": primary, "labels": {TENANT_LABEL: name}},
-        "spec": {}});
-    Api::<TenantSync>::namespaced(context.client.clone(), &primary)
+/// The TenantSync the agent reports in, in its namespace (labelled, so its changes find their
+/// Tenant). The agent owns its status.
+pub(super) async fn ensure_sync(client: &Client, tenant: &Tenant) -> Result<(), TenantError> {
+    let home = tenant.agent_namespace();
+    let mut sync = TenantSync::new(SYNC_NAME, Default::default());
+    sync.metadata.namespace = Some(home.clone());
+    sync.metadata.labels = Some(std::collections::BTreeMap::from([(
+        TENANT_LABEL.to_owned(),
+        tenant.name_any(),
+    )]));
+    Api::<TenantSync>::namespaced(client.clone(), &home)
         .patch(
             SYNC_NAME,
-            &PatchParams::apply(SYNC_MANAGER).force(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&sync),
         )
         .await
         .map(|_| ())
         .map_err(|source| TenantError::Api {
             action: "applying",
-            object: format!("TenantSync {primary}/{SYNC_NAME}"),
+            object: format!("TenantSync {home}/{SYNC_NAME}"),
             source,
         })
+}
+
+/// What the tenant's agent reads besides its repository: its policy copy, its report signing
+/// key and, in deployment mode, its Deployment and credentials. Returns the tenant's report
+/// keys as the status publishes them.
+pub(super) async fn apply_agent_inputs(
+    tenant: &Tenant,
+    context: &Context,
+    policy: &ConfigMap,
+) -> Result<Vec<ReportKey>, TenantError> {
+    let ns = &context.provision.operator_namespace;
+    apply_namespaced::<ConfigMap>(&context.client, policy).await?;
+    let report_keys = report_keys(&context.client, tenant).await?;
+    if let Some(settings) = &context.deployment {
+        let credentials = read_credentials(&context.client, ns, tenant).await?;
+        if let Some(source) = &credentials {
+            apply_namespaced::<Secret>(&context.client, &agent::agent_secret(tenant, source))
+                .await?;
+        }
+        let deployment = agent::agent_deployment(tenant, settings, ns, credentials.as_ref())?;
+        apply_namespaced::<Deployment>(&context.client, &deployment).await?;
+    }
+    Ok(report_keys)
+}
+
+/// The tenant's report signing key (created once, kept in the agent's namespace) and every
+/// public key its reports were ever signed with: a key is only ever added, so reports signed
+/// before a key was replaced still verify.
+async fn report_keys(client: &Client, tenant: &Tenant) -> Result<Vec<ReportKey>, TenantError> {
+    let home = tenant.agent_namespace();
+    let secrets = Api::<Secret>::namespaced(client.clone(), &home);
+    let api_error = |source| TenantError::Api {
+        action: "reading",
+        object: format!("Secret {home}/{}", agent::REPORT_KEY_SECRET),
+        source,
+    };
+    let existing = secrets
+        .get_opt(agent::REPORT_KEY_SECRET)
+        .await
+        .map_err(|source| api_error(source))?
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(agent::REPORT_KEY_FILE))
+        .and_then(|key| ReportSigner::from_pkcs8(&key.0).ok());
+    let signer = match existing {
+        Some(signer) => signer,
+        // None yet, or one that is not a key any more: a new one (the old public key stays
+        // published, so what it signed still verifies).
+        None => {
+            let (pkcs8, signer) = ReportSigner::generate().map_err(TenantError::Keys)?;
+            apply_namespaced(client, &agent::report_key_secret(tenant, pkcs8)).await?;
+            tracing::info!(tenant = %tenant.name_any(), key = %signer.public_key().id, "report signing key created");
+            signer
+        }
+    };
+    let mut keys = tenant
+        .status
+        .as_ref()
+        .map(|s| s.report_keys.clone())
+        .unwrap_or_default();
+    let key = signer.public_key();
+    if !keys.iter().any(|k| k.id == key.id) {
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// The tenant's credentials Secret in the operator's namespace, if it declares one.

@@ -1,0 +1,463 @@
+//! Admission: the tenant's policy also holds for writes that do not come from its agent. The
+//! operator serves a validating webhook over HTTPS (`tls`: a CA it makes, a serving
+//! certificate it renews) and owns its `ValidatingWebhookConfiguration` (`configuration`):
+//! every create and update in a tenant namespace, by anyone but the tenant's agent, the
+//! operator and the control plane, is evaluated with the tenant's own policy bundle and data
+//! (`policies`) and answered (`review`); denials are counted and recorded in the tenant's
+//! PolicyReport (`reports`). Fails closed: a write the webhook cannot decide is refused.
+
+mod configuration;
+mod policies;
+mod reports;
+mod review;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use berth_engine::api::Tenant;
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+pub use configuration::Endpoint;
+use configuration::PATH;
+use policies::Policies;
+use reports::Denial;
+use tls::{CurrentCert, Material, TLS_SECRET};
+
+use crate::controllers::FIELD_MANAGER;
+use crate::metrics::OperatorMetrics;
+use crate::provision::policy_config_map_name;
+
+/// AdmissionReviews larger than this are refused (the API server caps objects at 3 MiB, and a
+/// review holds the object twice on update).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// How often the serving certificate's age is checked.
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{action} {object}: {source}")]
+    Api {
+        action: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("serving admission on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where to listen and how the API server reaches the webhook.
+pub struct Settings {
+    pub client: Client,
+    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
+    pub operator_namespace: String,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// What a request needs.
+struct Webhook {
+    client: Client,
+    operator_namespace: String,
+    tenants: Store<Tenant>,
+    config_maps: Store<ConfigMap>,
+    policies: Policies,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl Webhook {
+    /// The tenant owning `namespace` (only tenants whose namespaces this operator provisions).
+    fn tenant_of(&self, namespace: &str) -> Option<Arc<Tenant>> {
+        self.tenants
+            .state()
+            .into_iter()
+            .find(|t| t.namespaces().iter().any(|ns| ns == namespace))
+    }
+
+    async fn review(
+        self: &Arc<Self>,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> AdmissionResponse {
+        let Some(object) = review::written_object(request) else {
+            return AdmissionResponse::from(request);
+        };
+        let namespace = request.namespace.clone().unwrap_or_default();
+        let Some(tenant) = self.tenant_of(&namespace) else {
+            return review::cannot_decide(
+                request,
+                &format!("namespace {namespace} belongs to no tenant this operator knows"),
+            );
+        };
+        let name = tenant.name_any();
+        let policy_name = policy_config_map_name(&name);
+        let Some(config_map) = self
+            .config_maps
+            .get(&reflector::ObjectRef::new(&policy_name).within(&self.operator_namespace))
+        else {
+            return review::cannot_decide(
+                request,
+                &format!("tenant {name}'s policy ConfigMap {policy_name} is not published yet"),
+            );
+        };
+        let bundle = match self.policies.get(&name, &config_map).await {
+            Ok(bundle) => bundle,
+            Err(why) => return review::cannot_decide(request, &why),
+        };
+        let context = berth_engine::guard::TenantContext {
+            name: name.clone(),
+            namespaces: tenant.namespaces(),
+            hosts: tenant.spec.ingress_hosts.clone(),
+            allow_from_namespaces: tenant.spec.network.allow_from_namespaces.clone(),
+            ..Default::default()
+        };
+        let violations = match bundle
+            .evaluate(std::slice::from_ref(&object), &context, "admission")
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return review::cannot_decide(request, &e.to_string()),
+        };
+        let response = review::answer(request, &name, &violations);
+        if !response.allowed && !request.dry_run {
+            let denial = Denial {
+                tenant: (*tenant).clone(),
+                object,
+                user: request.user_info.username.clone().unwrap_or_default(),
+                operation: format!("{:?}", request.operation),
+                bundle_version: bundle.version.clone(),
+                violations,
+            };
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if let Err(error) = reports::record(&client, denial).await {
+                    tracing::warn!(%error, "recording an admission denial");
+                }
+            });
+        }
+        response
+    }
+}
+
+async fn validate(
+    State(webhook): State<Arc<Webhook>>,
+    axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>,
+) -> axum::Json<AdmissionReview<DynamicObject>> {
+    let started = Instant::now();
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let (response, outcome) = match request {
+        Ok(request) => {
+            let response = webhook.review(&request).await;
+            let outcome = if response.allowed {
+                "allowed"
+            } else {
+                "denied"
+            };
+            (response, outcome)
+        }
+        Err(e) => (AdmissionResponse::invalid(e), "invalid"),
+    };
+    let metrics = &webhook.metrics;
+    OperatorMetrics::count(&metrics.admission_requests, outcome);
+    metrics
+        .admission_duration
+        .observe(started.elapsed().as_secs_f64());
+    axum::Json(response.into_review())
+}
+
+/// Runs the webhook until `stop`: certificates, configuration, watches, HTTPS.
+pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), AdmissionError> {
+    let Settings {
+        client,
+        addr,
+        endpoint,
+        operator_namespace,
+        metrics,
+    } = settings;
+    let names = endpoint.names();
+    let material = certificates(&client, &operator_namespace, &names, None).await?;
+    let current = Arc::new(CurrentCert::new(material.certified_key()?));
+    let operator_user = whoami(&client).await?;
+    apply_configuration(
+        &client,
+        &operator_namespace,
+        &operator_user,
+        &endpoint,
+        &material,
+    )
+    .await?;
+
+    let (tenants, tenant_writer) = reflector::store::<Tenant>();
+    let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
+    let watches = futures::future::join(
+        reflector::reflector(
+            tenant_writer,
+            watcher(
+                Api::<Tenant>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .for_each(|_| async {}),
+        reflector::reflector(
+            config_map_writer,
+            watcher(
+                Api::<ConfigMap>::namespaced(client.clone(), &operator_namespace),
+                watcher::Config::default().labels(berth_engine::api::TENANT_LABEL),
+            ),
+        )
+        .default_backoff()
+        .for_each(|_| async {}),
+    );
+    let watches = tokio::spawn(watches);
+    let webhook = Arc::new(Webhook {
+        client: client.clone(),
+        operator_namespace: operator_namespace.clone(),
+        tenants,
+        config_maps,
+        policies: Policies::default(),
+        metrics,
+    });
+    let forget = tokio::spawn(forget_offboarded(webhook.clone()));
+    let renewal = tokio::spawn(renew(
+        client,
+        operator_namespace,
+        names,
+        material,
+        current.clone(),
+        stop.clone(),
+    ));
+    let served = serve(addr, current, webhook, stop).await;
+    watches.abort();
+    renewal.abort();
+    forget.abort();
+    served
+}
+
+/// Drops the policies of tenants that are gone, now and then.
+async fn forget_offboarded(webhook: Arc<Webhook>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let tenants: Vec<String> = webhook
+            .tenants
+            .state()
+            .iter()
+            .map(|t| t.name_any())
+            .collect();
+        webhook.policies.retain(&tenants).await;
+    }
+}
+
+/// The operator's own user name, exempt from its webhook.
+async fn whoami(client: &Client) -> Result<String, AdmissionError> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|source| AdmissionError::Api {
+            action: "asking who the operator is with",
+            object: "a SelfSubjectReview".into(),
+            source,
+        })?;
+    Ok(review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default())
+}
+
+/// The certificates in the Secret, made or renewed as needed (`held`: what this process serves).
+async fn certificates(
+    client: &Client,
+    namespace: &str,
+    names: &[String],
+    held: Option<&Material>,
+) -> Result<Material, AdmissionError> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let api_error = |action| {
+        move |source| AdmissionError::Api {
+            action,
+            object: format!("Secret {namespace}/{TLS_SECRET}"),
+            source,
+        }
+    };
+    let stored = secrets
+        .get_opt(TLS_SECRET)
+        .await
+        .map_err(api_error("reading"))?
+        .as_ref()
+        .and_then(Material::from_secret);
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let current = match stored.or_else(|| held.cloned()) {
+        Some(m) if !m.needs_renewal(names, now) => return Ok(m),
+        Some(m) => m.renew(names, now)?,
+        None => Material::generate(names, now)?,
+    };
+    secrets
+        .patch(
+            TLS_SECRET,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&current.to_secret(namespace)),
+        )
+        .await
+        .map_err(api_error("writing"))?;
+    tracing::info!(names = ?names, "admission webhook certificate issued");
+    Ok(current)
+}
+
+async fn apply_configuration(
+    client: &Client,
+    operator_namespace: &str,
+    operator_user: &str,
+    endpoint: &Endpoint,
+    material: &Material,
+) -> Result<(), AdmissionError> {
+    let config = configuration::configuration(
+        operator_namespace,
+        operator_user,
+        endpoint,
+        &material.ca_pem,
+    );
+    let name = configuration::name(operator_namespace);
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&config),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| AdmissionError::Api {
+            action: "applying",
+            object: format!("ValidatingWebhookConfiguration {name}"),
+            source,
+        })
+}
+
+/// Renews the serving certificate in time and swaps it in.
+async fn renew(
+    client: Client,
+    namespace: String,
+    names: Vec<String>,
+    mut material: Material,
+    current: Arc<CurrentCert>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RENEWAL_CHECK) => {}
+            () = stop.cancelled() => return,
+        }
+        let renewed = match certificates(&client, &namespace, &names, Some(&material)).await {
+            Ok(m) => m,
+            Err(error) => {
+                tracing::warn!(%error, "renewing the admission certificate");
+                continue;
+            }
+        };
+        if renewed != material {
+            match renewed.certified_key() {
+                Ok(key) => current.replace(key),
+                Err(error) => tracing::warn!(%error, "loading the renewed admission certificate"),
+            }
+            material = renewed;
+        }
+    }
+}
+
+/// HTTPS: handshakes run beside the accept loop with a deadline, so a slow client holds up
+/// nobody; requests in flight finish on `stop`.
+async fn serve(
+    addr: SocketAddr,
+    cert: Arc<CurrentCert>,
+    webhook: Arc<Webhook>,
+    stop: CancellationToken,
+) -> Result<(), AdmissionError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AdmissionError::Tls(tls::TlsError::Load(e.to_string())))?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdmissionError::Serve { addr, source })?;
+    tracing::info!(%addr, "serving admission webhook");
+    let (sender, receiver) = tokio::sync::mpsc::channel(64);
+    let handshakes = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let (acceptor, sender) = (acceptor.clone(), sender.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(tls)) =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    let _ = sender.send((tls, peer)).await;
+                }
+            });
+        }
+    });
+    let router = Router::new()
+        .route(PATH, post(validate))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(webhook);
+    let served = axum::serve(TlsListener { receiver, addr }, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|source| AdmissionError::Serve { addr, source });
+    handshakes.abort();
+    served
+}
+
+/// Connections whose TLS handshake completed.
+struct TlsListener {
+    receiver: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.receiver.recv().await {
+            Some(connection) => connection,
+            // The accept loop only ends with the server.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
