@@ -16,6 +16,8 @@ pub struct TestOperator {
     pub process: BackgroundProcess,
     pub metrics_addr: String,
     pub webhook_addr: String,
+    /// Where its admission webhook listens (HTTPS; the API server calls it there).
+    pub admission_addr: String,
 }
 
 impl TestOperator {
@@ -54,7 +56,8 @@ impl TestOperator {
 
     /// Like [`Self::start`], with the identity of `kubeconfig` instead of the admin's.
     pub fn start_as(kubeconfig: &Path, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
-        let (metrics_addr, webhook_addr) = (free_addr(), free_addr());
+        let (metrics_addr, webhook_addr, admission_addr) = (free_addr(), free_addr(), free_addr());
+        let admission_url = format!("https://{admission_addr}");
         let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
         let selector = format!("{E2E_LABEL}={namespace}");
         let child = Command::new(binary("berth-operator"))
@@ -70,6 +73,10 @@ impl TestOperator {
                 &metrics_addr,
                 "--webhook-addr",
                 &webhook_addr,
+                "--admission-addr",
+                &admission_addr,
+                "--admission-url",
+                &admission_url,
             ])
             .args(["--lease-duration", "6s"])
             // Every few seconds, so every process-mode test runs its agents through refreshes.
@@ -88,6 +95,7 @@ impl TestOperator {
             process: BackgroundProcess(child),
             metrics_addr,
             webhook_addr,
+            admission_addr,
         }
     }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use berth_engine::api::Tenant;
+use berth_engine::report::ReportSigner;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -17,7 +19,11 @@ use crate::ControlPlane;
 pub struct TestTenant {
     pub name: String,
     pub namespace: String,
+    /// The agent's own namespace: its TenantSync, Events and PolicyReports.
+    pub home: String,
     kubeconfig: tempfile::NamedTempFile,
+    /// The tenant's report signing key (published in its Tenant's status).
+    report_key: tempfile::NamedTempFile,
     cache: tempfile::TempDir,
 }
 
@@ -62,7 +68,8 @@ pub async fn install_crds(client: &Client) {
 
 impl TestTenant {
     /// Sets up tenant `name` owning `namespace` as the operator would: its provisioned objects
-    /// (`berth-operator render`, the operator namespace being `namespace` itself) applied as is.
+    /// (`berth-operator render`, the operator namespace being `namespace` itself) applied as is,
+    /// its Tenant (no operator manages it) with a report key published in its status.
     pub async fn provision(
         cp: &ControlPlane,
         client: &Client,
@@ -70,15 +77,39 @@ impl TestTenant {
         namespace: &str,
     ) -> Self {
         install_crds(client).await;
-        let tenant = format!(
+        let document = format!(
             "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  namespaces: [{namespace}]\n  source: {{url: 'file:///unused'}}\n"
         );
-        provision_tenant(cp, &tenant, namespace);
-        let (kubeconfig, _) = token_kubeconfig(cp, client, namespace, "berth-agent").await;
+        provision_tenant(cp, &document, namespace);
+        let tenant: Tenant = serde_saphyr::from_str(&document).expect("Tenant document");
+        let home = tenant.agent_namespace();
+        let tenants = Api::<Tenant>::all(client.clone());
+        tenants
+            .patch(
+                name,
+                &PatchParams::apply("berth-e2e").force(),
+                &Patch::Apply(&tenant),
+            )
+            .await
+            .expect("applying the Tenant");
+        let (pkcs8, signer) = ReportSigner::generate().expect("report key");
+        let status = serde_json::json!({"status": {
+            "agentNamespace": home,
+            "reportKeys": [signer.public_key()],
+        }});
+        tenants
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("publishing the report key");
+        let report_key = tempfile::NamedTempFile::new().expect("key file");
+        std::fs::write(report_key.path(), pkcs8).expect("writing the key");
+        let (kubeconfig, _) = token_kubeconfig(cp, client, &home, "berth-agent").await;
         Self {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
+            home,
             kubeconfig,
+            report_key,
             cache: tempfile::tempdir().expect("cache dir"),
         }
     }
@@ -95,9 +126,13 @@ impl TestTenant {
             &self.name,
             "--namespace",
             &self.namespace,
+            "--home-namespace",
+            &self.home,
             "--repo",
             url,
         ])
+        .arg("--report-key")
+        .arg(self.report_key.path())
         .arg("--cache-dir")
         .arg(self.cache.path())
         .args(extra)

@@ -133,6 +133,8 @@ async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<
     let kustomize = std::env::var_os("BERTH_KUSTOMIZE").unwrap_or_else(|| "kustomize".into());
     let started = Instant::now();
     // setpriv's parent-death signal: an interrupted benchmark leaves no operator behind.
+    // The API server calls the admission webhook on loopback.
+    let admission_addr = berth_e2e::free_addr();
     let mut operator = BackgroundProcess(
         Command::new("setpriv")
             .args(["--pdeathsig", "TERM", "--"])
@@ -144,6 +146,8 @@ async fn phase(tenants: usize, mode: AgentMode, limit: Duration) -> BenchResult<
             .arg(dir.path().join("cache"))
             .arg("--kustomize")
             .arg(kustomize)
+            .args(["--admission-addr", &admission_addr])
+            .args(["--admission-url", &format!("https://{admission_addr}")])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", &cp.kubeconfig)

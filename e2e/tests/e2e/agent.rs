@@ -124,7 +124,7 @@ async fn commits_are_applied_pruned_and_drift_is_reverted() {
             labels.get("berth.dev/tenant").map(String::as_str),
             Some("team-apply")
         );
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Applied);
         assert_eq!(s.last_applied_revision.as_deref(), Some(first.as_str()));
         assert_eq!((s.counts.objects, s.counts.applied), (2, 2));
@@ -144,23 +144,26 @@ async fn commits_are_applied_pruned_and_drift_is_reverted() {
         );
 
         // Nothing to change: no object and not even the status is written.
-        let versions = |admin: Client, ns: String| async move {
+        let versions = |admin: Client, ns: String, home: String| async move {
             let cm = Api::<ConfigMap>::namespaced(admin.clone(), &ns)
                 .get("settings")
                 .await
                 .expect("cm");
-            let sync = Api::<TenantSync>::namespaced(admin, &ns)
+            let sync = Api::<TenantSync>::namespaced(admin, &home)
                 .get("berth")
                 .await
                 .expect("sync");
             (cm.metadata.resource_version, sync.metadata.resource_version)
         };
-        let before = versions(admin.clone(), ns.name.clone()).await;
+        let before = versions(admin.clone(), ns.name.clone(), tenant.home.clone()).await;
         assert_eq!(
             tenant.run_once(&repo.file_url(), &[]).status.code(),
             Some(0)
         );
-        assert_eq!(versions(admin.clone(), ns.name.clone()).await, before);
+        assert_eq!(
+            versions(admin.clone(), ns.name.clone(), tenant.home.clone()).await,
+            before
+        );
 
         // Removing a manifest prunes its object, and only that one.
         repo.remove("apps/config.yaml");
@@ -176,7 +179,7 @@ async fn commits_are_applied_pruned_and_drift_is_reverted() {
                 .await?
                 .is_some()
         );
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.counts.pruned, 1);
         assert_eq!(s.last_applied_revision.as_deref(), Some(second.as_str()));
         Ok(())
@@ -211,7 +214,7 @@ async fn a_denied_object_refuses_the_whole_revision() {
                 .await?
                 .is_none()
         );
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Refused);
         assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
         assert_eq!(s.refused.len(), 1);
@@ -226,7 +229,7 @@ async fn a_denied_object_refuses_the_whole_revision() {
 
         // The Event says the same.
         let events =
-            Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns.name)
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &tenant.home)
                 .list(&Default::default())
                 .await?;
         let refusal = events
@@ -250,7 +253,7 @@ async fn a_denied_object_refuses_the_whole_revision() {
         // And the PolicyReport of the refused revision names object, rule and message.
         let report = policy_report(
             &admin,
-            &ns.name,
+            &tenant.home,
             &s.last_attempted_revision.clone().unwrap_or_default(),
         )
         .await;
@@ -288,7 +291,7 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         repo.commit("escape attempts");
 
         assert_eq!(tenant.run_once(&repo.file_url(), &[]).status.code(), Some(2));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         let mut reasons: Vec<(String, String)> =
             s.refused.iter().map(|r| (r.object.clone(), r.rule.clone())).collect();
         reasons.sort();
@@ -304,7 +307,7 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         // With the guard rails off (test-only switch), the policy's tenancy rules refuse.
         let out = tenant.run_once(&repo.file_url(), &["--unsafe-skip-guard-rails"]);
         assert_eq!(out.status.code(), Some(2));
-        let mut rules: Vec<String> = status(&admin, &ns.name)
+        let mut rules: Vec<String> = status(&admin, &tenant.home)
             .await
             .refused
             .iter()
@@ -322,7 +325,7 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
             &["--unsafe-skip-guard-rails", "--policy-data", &data_path],
         );
         assert_eq!(out.status.code(), Some(1));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(s.message.contains("forbidden") && s.message.contains("403"), "{}", s.message);
         let kube_system = Api::<ConfigMap>::namespaced(admin.clone(), "kube-system");
@@ -423,7 +426,7 @@ async fn broken_and_hostile_repositories_change_nothing() {
             let peak = peak_rss_kib(&out);
             eprintln!("{name}: peak RSS {peak} KiB");
             assert!(peak < 256 * 1024, "{name}: peak RSS {peak} KiB");
-            let s = status(&admin, &ns.name).await;
+            let s = status(&admin, &tenant.home).await;
             assert_eq!(s.result, SyncResult::Failed, "{name}");
             assert!(s.message.contains(expected), "{name}: {}", s.message);
             assert_eq!(
@@ -466,7 +469,7 @@ async fn force_push_deleted_branch_and_unreachable_server() {
             Some("rewritten")
         );
         assert_eq!(
-            status(&admin, &ns.name).await.last_applied_revision,
+            status(&admin, &tenant.home).await.last_applied_revision,
             Some(rewritten.clone())
         );
 
@@ -476,7 +479,7 @@ async fn force_push_deleted_branch_and_unreachable_server() {
             tenant.run_once(&repo.file_url(), &[]).status.code(),
             Some(1)
         );
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert!(
             s.message.contains("branch main does not exist"),
             "{}",
@@ -491,7 +494,7 @@ async fn force_push_deleted_branch_and_unreachable_server() {
         // An unreachable server likewise.
         let out = tenant.run_once("https://127.0.0.1:9/nowhere.git", &["--git-timeout", "2s"]);
         assert_eq!(out.status.code(), Some(1));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert!(
             s.message
                 .starts_with("fetching https://127.0.0.1:9/nowhere.git"),
@@ -536,7 +539,7 @@ async fn the_running_agent_syncs_at_once_when_triggered_and_serves_metrics() {
         repo.commit("two");
         let requested = std::time::Instant::now();
         let trigger = json!({"spec": {"syncRequestedAt": "2026-11-27T00:00:00Z"}});
-        Api::<TenantSync>::namespaced(admin.clone(), &ns.name)
+        Api::<TenantSync>::namespaced(admin.clone(), &tenant.home)
             .patch("berth", &PatchParams::default(), &Patch::Merge(&trigger))
             .await?;
         eventually(

@@ -1,4 +1,4 @@
-//! `--agent-mode deployment`: each tenant's agent is a locked-down Deployment in its primary
+//! `--agent-mode deployment`: each tenant's agent is a locked-down Deployment in its own
 //! namespace, running as its ServiceAccount with its credentials mounted from a copy; the
 //! ReplicaSet's Pod passes the namespace's restricted Pod Security admission and its quota;
 //! suspending the tenant scales the agent to zero. (This control plane has no nodes, so the Pod
@@ -59,7 +59,8 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
             ],
         );
 
-        let deployments = Api::<Deployment>::namespaced(admin.clone(), &name);
+        let home = berth_engine::api::agent_namespace(&name);
+        let deployments = Api::<Deployment>::namespaced(admin.clone(), &home);
         let deployment = eventually(
             "the agent's Deployment",
             Duration::from_secs(60),
@@ -101,8 +102,9 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
             )),
             "{args}"
         );
-        // The credentials, copied next to the agent (the platform's Secret stays out of reach).
-        let copy = Api::<Secret>::namespaced(admin.clone(), &name)
+        // The credentials, copied next to the agent (the platform's Secret stays out of the
+        // agent's reach, the copy out of the tenant's).
+        let copy = Api::<Secret>::namespaced(admin.clone(), &home)
             .get("berth-agent-git")
             .await?;
         assert_eq!(
@@ -114,7 +116,7 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
         );
 
         // The ReplicaSet's Pod got through restricted Pod Security admission and the quota.
-        let pods = Api::<Pod>::namespaced(admin.clone(), &name);
+        let pods = Api::<Pod>::namespaced(admin.clone(), &home);
         let selector = ListParams::default().labels("app.kubernetes.io/name=berth-agent");
         eventually(
             "the agent's Pod to be admitted",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_e2e::{
     E2E_LABEL, TestOperator, TestRepo, agent_processes, in_namespace, install_crds, tenant_document,
 };
-use berth_engine::api::Tenant;
+use berth_engine::api::{Tenant, agent_namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -47,7 +47,7 @@ async fn tenants_are_provisioned_and_offboarded() {
         eventually("the kept tenant", Duration::from_secs(60), || provisioned(kept.clone())).await?;
         let namespace = Api::<Namespace>::all(admin.clone()).get(&name).await?;
         assert_eq!(namespace.metadata.labels.unwrap_or_default().get("berth.dev/tenant"), Some(&name));
-        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &name).get_opt("berth-agent").await?.is_some());
+        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &agent_namespace(&name)).get_opt("berth-agent").await?.is_some());
         assert!(Api::<ResourceQuota>::namespaced(admin.clone(), &name).get_opt("berth-quota").await?.is_some());
         let finalizers = tenants.get(&name).await?.metadata.finalizers.unwrap_or_default();
         assert_eq!(finalizers, ["berth.dev/offboard"]);
@@ -83,7 +83,7 @@ async fn tenants_are_provisioned_and_offboarded() {
             gone.then_some(())
         })
         .await?;
-        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &name).get_opt("berth-agent").await?.is_some());
+        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &agent_namespace(&name)).get_opt("berth-agent").await?.is_some());
         assert!(Api::<ConfigMap>::namespaced(admin.clone(), &name).get_opt("deployed-by-the-tenant").await?.is_some());
 
         // Offboarding: the namespaces go (unless kept), then the Tenant itself.
@@ -92,7 +92,8 @@ async fn tenants_are_provisioned_and_offboarded() {
         }
         eventually("the tenant and its namespace to be gone", Duration::from_secs(120), || async {
             let gone = matches!(tenants.get_opt(&name).await, Ok(None))
-                && matches!(namespaces.get_opt(&name).await, Ok(None));
+                && matches!(namespaces.get_opt(&name).await, Ok(None))
+                && matches!(namespaces.get_opt(&agent_namespace(&name)).await, Ok(None));
             gone.then_some(())
         })
         .await?;
@@ -102,7 +103,13 @@ async fn tenants_are_provisioned_and_offboarded() {
         .await?;
         let kept_namespace = namespaces.get(&kept).await?;
         assert!(kept_namespace.metadata.deletion_timestamp.is_none(), "kept namespace is not deleted");
-        namespaces.delete(&kept, &DeleteParams::default()).await?;
+        // Its agent is gone, its reports stay with its agent namespace.
+        let kept_home = agent_namespace(&kept);
+        assert!(namespaces.get(&kept_home).await?.metadata.deletion_timestamp.is_none());
+        assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &kept_home).get_opt("berth-agent").await?.is_none());
+        for ns in [&kept, &kept_home] {
+            namespaces.delete(ns, &DeleteParams::default()).await?;
+        }
         Ok(())
     })
     .await;
@@ -207,9 +214,12 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
                 .map(String::as_str),
             Some("git")
         );
-        let sync = Api::<berth_engine::api::TenantSync>::namespaced(admin.clone(), &tenant)
-            .get("berth")
-            .await?;
+        let sync = Api::<berth_engine::api::TenantSync>::namespaced(
+            admin.clone(),
+            &agent_namespace(&tenant),
+        )
+        .get("berth")
+        .await?;
         assert_eq!(
             sync.status.and_then(|s| s.last_applied_revision),
             Some(revision.clone())

@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use berth_e2e::{TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
-use berth_engine::api::{SyncResult, TenantSync};
+use berth_engine::api::{SyncResult, TenantSync, agent_namespace};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 use crate::support::eventually;
 
-async fn result(admin: &kube::Client, ns: &str) -> Option<(SyncResult, String)> {
-    let status = Api::<TenantSync>::namespaced(admin.clone(), ns)
+async fn result(admin: &kube::Client, tenant: &str) -> Option<(SyncResult, String)> {
+    let status = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(tenant))
         .get_opt("berth")
         .await
         .ok()??
@@ -73,7 +73,7 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         )
         .await?;
         assert_eq!(refused, SyncResult::Refused, "{message}");
-        let sync = Api::<TenantSync>::namespaced(admin.clone(), &strict)
+        let sync = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(&strict))
             .get("berth")
             .await?
             .status

@@ -141,7 +141,7 @@ async fn a_repository_breaking_every_rule_is_refused_and_each_rule_is_named() {
         let data_path = data.path().to_string_lossy().into_owned();
         let out = tenant.run_once(&repo.file_url(), &["--policy-data", &data_path]);
         assert_eq!(out.status.code(), Some(2));
-        let sync = Api::<TenantSync>::namespaced(admin.clone(), &ns.name)
+        let sync = Api::<TenantSync>::namespaced(admin.clone(), &tenant.home)
             .get("berth")
             .await?;
         assert_eq!(
@@ -149,7 +149,7 @@ async fn a_repository_breaking_every_rule_is_refused_and_each_rule_is_named() {
             Some(SyncResult::Refused)
         );
 
-        let reports = reports(&admin, &ns.name).await;
+        let reports = reports(&admin, &tenant.home).await;
         assert_eq!(reports.len(), 1);
         let named: Vec<String> = reports[0]["results"]
             .as_array()
@@ -214,7 +214,7 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         let binding: RoleBinding = serde_json::from_value(json!({
             "metadata": {"name": "read-policy-team-pp"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-policy-team-pp"},
-            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": ns.name}],
+            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": tenant.home}],
         }))?;
         Api::<RoleBinding>::namespaced(admin.clone(), &platform.name).create(&PostParams::default(), &binding).await?;
         let reference = format!("{}/policy-team-pp", platform.name);
@@ -225,13 +225,13 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n");
         repo.commit("unlabelled");
         assert_eq!(tenant.run_once(&repo.file_url(), &flags).status.code(), Some(2));
-        let status = Api::<TenantSync>::namespaced(admin.clone(), &ns.name).get("berth").await?.status.unwrap_or_default();
+        let status = Api::<TenantSync>::namespaced(admin.clone(), &tenant.home).get("berth").await?.status.unwrap_or_default();
         assert_eq!(status.refused.first().map(|r| r.rule.as_str()), Some("required-labels"));
         let good_bundle = status.policy_bundle.clone();
         assert!(good_bundle.is_some());
 
         // The tenant's agent cannot change the platform's policy.
-        let (_, token) = token_kubeconfig(cp, &admin, &ns.name, "berth-agent").await;
+        let (_, token) = token_kubeconfig(cp, &admin, &tenant.home, "berth-agent").await;
         let as_agent = Api::<ConfigMap>::namespaced(cp.token_client(&token).await?, &platform.name);
         let tamper = as_agent
             .patch("policy-team-pp", &PatchParams::default(), &Patch::Merge(json!({"data": {"data.json": "{}"}})))
@@ -245,7 +245,7 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, labels: {team: a}}\n");
         repo.commit("labelled");
         assert_eq!(tenant.run_once(&repo.file_url(), &flags).status.code(), Some(0));
-        let status = Api::<TenantSync>::namespaced(admin.clone(), &ns.name).get("berth").await?.status.unwrap_or_default();
+        let status = Api::<TenantSync>::namespaced(admin.clone(), &tenant.home).get("berth").await?.status.unwrap_or_default();
         assert_eq!(status.policy_bundle, good_bundle);
         let message = status.policy_message.unwrap_or_default();
         assert!(message.starts_with("policy update refused, previous bundle kept"), "{message}");
@@ -255,7 +255,7 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         let orphan = TestTenant::provision(cp, &admin, "team-none", &second.name).await;
         let missing = format!("{}/does-not-exist", platform.name);
         assert_eq!(orphan.run_once(&repo.file_url(), &["--policy-configmap", &missing]).status.code(), Some(1));
-        let status = Api::<TenantSync>::namespaced(admin.clone(), &second.name).get("berth").await?.status.unwrap_or_default();
+        let status = Api::<TenantSync>::namespaced(admin.clone(), &orphan.home).get("berth").await?.status.unwrap_or_default();
         assert!(status.message.starts_with("no valid policy bundle, nothing is applied"), "{}", status.message);
         assert!(Api::<ConfigMap>::namespaced(admin.clone(), &second.name).get_opt("settings").await?.is_none());
         second.delete(&admin).await;

@@ -10,7 +10,7 @@ use berth_e2e::{
     HttpsGitServer, TestOperator, TestRepo, in_namespace, install_crds, request_token,
     tenant_document,
 };
-use berth_engine::api::{SyncResult, Tenant, TenantSync};
+use berth_engine::api::{SyncResult, Tenant, TenantSync, agent_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
@@ -94,7 +94,7 @@ async fn tenants_stay_apart_and_within_their_quota() {
         })
         .await?;
         assert_eq!(reason, "Refused", "{message}");
-        let sync = Api::<TenantSync>::namespaced(admin.clone(), &a).get("berth").await?.status.unwrap_or_default();
+        let sync = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(&a)).get("berth").await?.status.unwrap_or_default();
         assert_eq!(sync.result, SyncResult::Refused);
         assert_eq!(sync.last_attempted_revision.as_deref(), Some(intrusion.as_str()));
         let refused = sync.refused.iter().find(|r| r.object == format!("ConfigMap {b}/intruder"));
@@ -103,11 +103,11 @@ async fn tenants_stay_apart_and_within_their_quota() {
         assert!(b_config_maps.get_opt("intruder").await?.is_none(), "nothing reached team-b");
         let b_app_now = b_config_maps.get("app").await?;
         assert_eq!(b_app_now.metadata.resource_version, b_app.metadata.resource_version, "team-b untouched");
-        let b_sync = Api::<TenantSync>::namespaced(admin.clone(), &b).get("berth").await?.status.unwrap_or_default();
+        let b_sync = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(&b)).get("berth").await?.status.unwrap_or_default();
         assert_eq!(b_sync.last_applied_revision.as_deref(), Some(b_revision.as_str()));
 
         // team-a's agent identity cannot even list team-b's Secrets.
-        let token = request_token(&admin, &a, "berth-agent").await;
+        let token = request_token(&admin, &agent_namespace(&a), "berth-agent").await;
         let as_agent = cp.token_client(&token).await?;
         match Api::<Secret>::namespaced(as_agent.clone(), &b).list(&ListParams::default()).await {
             Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),

@@ -89,10 +89,10 @@ async fn https_with_a_custom_ca_and_basic_auth_applies_and_fetches_incrementally
         let out = tenant.run_once(&url, &args);
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("v1"));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Applied);
         assert_eq!(s.last_applied_revision.as_deref(), Some(first.as_str()));
-        assert_not_leaked(&out, &admin, &ns.name).await;
+        assert_not_leaked(&out, &admin, &tenant.home).await;
         // The credentials were asked for by the server, not sent unasked.
         let requests = server.requests();
         assert_eq!(requests.first().map(|r| r.status), Some(401));
@@ -104,7 +104,7 @@ async fn https_with_a_custom_ca_and_basic_auth_applies_and_fetches_incrementally
         let out = tenant.run_once(&url, &args);
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("v2"));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.last_applied_revision.as_deref(), Some(second.as_str()));
         // Incremental: the cache told the server it already has the first commit, and only the
         // second was wanted.
@@ -171,7 +171,7 @@ async fn https_with_a_wrong_password_or_an_untrusted_ca_changes_nothing() {
             ],
         );
         assert_eq!(out.status.code(), Some(1));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
             s.message.starts_with(&format!("fetching {url}")),
@@ -186,7 +186,7 @@ async fn https_with_a_wrong_password_or_an_untrusted_ca_changes_nothing() {
         );
         assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("good"));
-        assert_not_leaked(&out, &admin, &ns.name).await;
+        assert_not_leaked(&out, &admin, &tenant.home).await;
 
         // Without --ca-file only the system's roots are trusted, and the throwaway CA is not
         // among them: the TLS handshake fails before any credential is sent.
@@ -201,7 +201,7 @@ async fn https_with_a_wrong_password_or_an_untrusted_ca_changes_nothing() {
             ],
         );
         assert_eq!(out.status.code(), Some(1));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
             s.message
@@ -216,7 +216,7 @@ async fn https_with_a_wrong_password_or_an_untrusted_ca_changes_nothing() {
             requests_before,
             "no request got through"
         );
-        assert_not_leaked(&out, &admin, &ns.name).await;
+        assert_not_leaked(&out, &admin, &tenant.home).await;
         Ok(())
     })
     .await;
@@ -247,7 +247,7 @@ async fn ssh_with_a_key_and_known_hosts_applies_and_never_trusts_an_unknown_host
         // A host key that does not match is refused before anything is fetched.
         let out = tenant.run_once(&url, &wrong_args);
         assert_eq!(out.status.code(), Some(1));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
             s.message.starts_with(&format!("fetching {url}"))
@@ -267,7 +267,7 @@ async fn ssh_with_a_key_and_known_hosts_applies_and_never_trusts_an_unknown_host
         let out = tenant.run_once(&url, &good_args);
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("v1"));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Applied);
         assert_eq!(s.last_applied_revision.as_deref(), Some(first.as_str()));
 
@@ -280,7 +280,7 @@ async fn ssh_with_a_key_and_known_hosts_applies_and_never_trusts_an_unknown_host
         let out = tenant.run_once(&url, &good_args);
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("v2"));
-        let s = status(&admin, &ns.name).await;
+        let s = status(&admin, &tenant.home).await;
         assert_eq!(s.last_applied_revision.as_deref(), Some(second.as_str()));
         Ok(())
     })

@@ -112,9 +112,12 @@ async fn a_signed_push_triggers_the_agent_and_a_forged_one_nothing() {
             Some("1"),
             "a refused hook triggered a sync"
         );
-        let sync = Api::<TenantSync>::namespaced(admin.clone(), &tenant)
-            .get("berth")
-            .await?;
+        let sync = Api::<TenantSync>::namespaced(
+            admin.clone(),
+            &berth_engine::api::agent_namespace(&tenant),
+        )
+        .get("berth")
+        .await?;
         assert!(sync.spec.sync_requested_at.is_none());
 
         // Signed with the tenant's token: applied at once.

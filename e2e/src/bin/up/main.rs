@@ -404,6 +404,8 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
     let kustomize = std::env::var_os("BERTH_KUSTOMIZE").unwrap_or_else(|| "kustomize".into());
     // setpriv's parent-death signal: should this process be killed outright, the operator
     // still gets SIGTERM (and stops its agents) instead of running on.
+    // The API server calls the admission webhook on loopback.
+    let admission_addr = berth_e2e::free_addr();
     let mut command = Command::new("setpriv");
     command
         .args(["--pdeathsig", "TERM", "--"])
@@ -421,6 +423,8 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
         .arg(state.path("cache"))
         .arg("--kustomize")
         .arg(kustomize)
+        .args(["--admission-addr", &admission_addr])
+        .args(["--admission-url", &format!("https://{admission_addr}")])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KUBECONFIG", kubeconfig)
