@@ -1,20 +1,33 @@
-# Images: from the registries the platform allows, and pinned to a version or a digest.
+# Images: from the registries the platform allows, and pinned to a version or a digest. Both
+# rules cover the images of containers and of image volumes (volumes[].image.reference).
 package berth
 
-findings contains finding("images", "pinned-image", "deny", msg) if {
+# Every image the pod runs or mounts, with how messages name its user ("container app",
+# "volume models").
+pod_images contains {"label": e.label, "image": str(value_at(e.container, "image", ""))} if {
 	some e in pod_containers
-	image := str(value_at(e.container, "image", ""))
-	problem := unpinned(image)
-	msg := concat("", [e.label, " uses image ", image, " ", problem])
 }
 
-findings contains finding("images", "allowed-registries", "deny", msg) if {
+pod_images contains {"label": label, "image": image} if {
+	spec := pod_spec(input.object)
+	some volume in array_at(spec, "volumes")
+	value_at(volume, "image", null) != null
+	label := concat("", ["volume ", str(value_at(volume, "name", "(unnamed)"))])
+	image := str(value_at(object_at(volume, "image"), "reference", ""))
+}
+
+findings contains finding("images", "pinned-image", level_severity("restricted"), msg) if {
+	some e in pod_images
+	problem := unpinned(e.image)
+	msg := concat("", [e.label, " uses image ", e.image, " ", problem])
+}
+
+findings contains finding("images", "allowed-registries", level_severity("baseline"), msg) if {
 	count(param_allowed_registries) > 0
-	some e in pod_containers
-	image := str(value_at(e.container, "image", ""))
-	not registry_allowed(image)
+	some e in pod_images
+	not registry_allowed(e.image)
 	msg := concat("", [
-		e.label, " uses image ", image, " (", normalized_image(image),
+		e.label, " uses image ", e.image, " (", normalized_image(e.image),
 		"), which is not from an allowed registry (", concat(", ", param_allowed_registries), ")",
 	])
 }

@@ -70,3 +70,28 @@ test_allowed_registries_denies_other_registries if {
 	}
 	messages("images/allowed-registries", with_image("nginx:1.27"), params) == {"container app uses image nginx:1.27 (docker.io/library/nginx:1.27), which is not from an allowed registry (registry.example, ghcr.io/acme/)"}
 }
+
+# Image volumes (volumes[].image.reference) follow the same rules as container images.
+
+image_volume(reference) := deployment_with_pod({"volumes": [{"name": "models", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}]})
+
+test_image_volumes_pass_pinned_allowed_images if {
+	obj := image_volume("registry.example/team-a/models:2024-06")
+	not fires("images/pinned-image", obj, restricted({}))
+	not fires("images/allowed-registries", obj, {"allowed_registries": ["registry.example"]})
+}
+
+test_image_volumes_follow_the_image_rules if {
+	obj := image_volume("ghcr.io/other/models:latest")
+	messages("images/pinned-image", obj, {}) == {"volume models uses image ghcr.io/other/models:latest with the mutable tag latest"}
+	severities("images/pinned-image", obj, restricted({})) == {"deny"}
+	messages("images/allowed-registries", obj, {"allowed_registries": ["registry.example"]}) == {"volume models uses image ghcr.io/other/models:latest (ghcr.io/other/models:latest), which is not from an allowed registry (registry.example)"}
+	fires("images/pinned-image", image_volume(""), {})
+	fires("images/pinned-image", deployment_with_pod({"volumes": [{"name": "models", "image": {}}]}), {})
+}
+
+test_pinned_image_is_a_restricted_rule if {
+	severities("images/pinned-image", with_image("app:latest"), {}) == {"warn"}
+	severities("images/pinned-image", with_image("app:latest"), restricted({})) == {"deny"}
+	severities("images/allowed-registries", with_image("app:1"), {"allowed_registries": ["registry.example"]}) == {"deny"}
+}

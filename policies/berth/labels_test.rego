@@ -30,3 +30,10 @@ test_recommended_name_label_warns_on_unlabelled_workloads if {
 	f.severity == "warn"
 	f.message == "workload has no app.kubernetes.io/name label"
 }
+
+test_required_labels_is_a_restricted_rule if {
+	params := {"required_labels": ["team"]}
+	severities("labels/required-labels", labelled_config_map({}), params) == {"warn"}
+	severities("labels/required-labels", labelled_config_map({}), restricted(params)) == {"deny"}
+	severities("labels/recommended-name-label", json.remove(good_deployment, ["metadata/labels"]), restricted({})) == {"warn"}
+}

@@ -18,9 +18,12 @@ parameter_types["disabled_rules"] := "string-list"
 
 parameter_types["warn_rules"] := "string-list"
 
+parameter_types["profile"] := "profile"
+
 type_descriptions := {
 	"boolean": "true or false",
 	"string-list": "a list of strings",
+	"profile": "\"baseline\" or \"restricted\"",
 }
 
 default params := {}
@@ -28,6 +31,8 @@ default params := {}
 params := data.params if is_object(data.params)
 
 valid_parameter("boolean", v) if is_boolean(v)
+
+valid_parameter("profile", v) if v in profile_names
 
 valid_parameter("string-list", v) if {
 	is_array(v)
@@ -55,12 +60,12 @@ param_warn_rules := param_list("warn_rules")
 # Only a literal `true` allows.
 param_allow_powerful_rolebindings if params.allow_powerful_rolebindings == true
 
-findings contains finding("params", "valid-parameters", "deny", "data.params must be an object") if {
+findings contains finding("params", "valid-parameters", level_severity("baseline"), "data.params must be an object") if {
 	value := data.params
 	not is_object(value)
 }
 
-findings contains finding("params", "valid-parameters", "deny", msg) if {
+findings contains finding("params", "valid-parameters", level_severity("baseline"), msg) if {
 	some name, type in parameter_types
 	value := params[name]
 	value != null
@@ -68,7 +73,7 @@ findings contains finding("params", "valid-parameters", "deny", msg) if {
 	msg := concat("", ["data.params.", name, " must be ", type_descriptions[type], ": the policy gate stays closed until it is fixed"])
 }
 
-findings contains finding("params", "unknown-parameter", "warn", msg) if {
+findings contains finding("params", "unknown-parameter", level_severity("advisory"), msg) if {
 	some name, _ in params
 	not parameter_types[name]
 	msg := concat("", ["data.params.", name, " is not a parameter of the policy library (misspelt?); it has no effect"])

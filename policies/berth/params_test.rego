@@ -10,6 +10,7 @@ test_valid_parameters_passes_well_typed_parameters if {
 		"allow_powerful_rolebindings": false,
 		"disabled_rules": [],
 		"warn_rules": [],
+		"profile": "restricted",
 	}
 	not fires("params/valid-parameters", good_deployment, params)
 	not fires("params/unknown-parameter", good_deployment, params)
@@ -21,6 +22,21 @@ test_valid_parameters_denies_a_wrong_type_and_fails_closed if {
 	messages("params/valid-parameters", good_deployment, params) == {"data.params.allowed_registries must be a list of strings: the policy gate stays closed until it is fixed"}
 	fires("params/valid-parameters", good_deployment, {"allow_powerful_rolebindings": "yes"})
 	fires("params/valid-parameters", good_deployment, {"required_labels": ["team", 1]})
+}
+
+test_valid_parameters_denies_an_unknown_profile_and_applies_the_stricter_one if {
+	obj := deployment({"containers": [json.remove(good_container("app"), ["resources"])]})
+	every profile in ["Restricted", "privileged", "", 1, true, ["baseline"]] {
+		fs := findings(obj, {"profile": profile})
+		"params/valid-parameters" in denied(fs)
+		"resources/requests-and-limits" in denied(fs)
+	}
+	messages("params/valid-parameters", good_deployment, {"profile": "strict"}) == {"data.params.profile must be \"baseline\" or \"restricted\": the policy gate stays closed until it is fixed"}
+
+	# null is absent: the default profile.
+	fs := findings(obj, {"profile": null})
+	not "params/valid-parameters" in ids(fs)
+	severities("resources/requests-and-limits", obj, {"profile": null}) == {"warn"}
 }
 
 test_valid_parameters_denies_params_that_are_not_an_object if {

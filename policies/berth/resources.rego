@@ -2,7 +2,7 @@
 # the scheduler places pods sensibly. (Ephemeral containers may not declare resources.)
 package berth
 
-findings contains finding("resources", "requests-and-limits", "deny", msg) if {
+findings contains finding("resources", "requests-and-limits", level_severity("restricted"), msg) if {
 	some e in pod_containers
 	e.list != "ephemeralContainers"
 	resources := object_at(e.container, "resources")

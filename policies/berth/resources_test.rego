@@ -24,3 +24,9 @@ test_requests_and_limits_skips_ephemeral_containers if {
 	debug := json.remove(good_container("debug"), ["resources"])
 	not fires("resources/requests-and-limits", deployment_with_pod({"ephemeralContainers": [debug]}), {})
 }
+
+test_requests_and_limits_is_a_restricted_rule if {
+	obj := deployment({"containers": [json.remove(good_container("app"), ["resources"])]})
+	severities("resources/requests-and-limits", obj, {}) == {"warn"}
+	severities("resources/requests-and-limits", obj, restricted({})) == {"deny"}
+}

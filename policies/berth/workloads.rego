@@ -29,6 +29,17 @@ pod_spec(obj) := obj.spec.template.spec if {
 
 pod_spec(obj) := obj.spec.jobTemplate.spec.template.spec if obj.kind == "CronJob"
 
+# The metadata of the pod a workload makes (its annotations carry AppArmor profiles).
+pod_metadata(obj) := object_at(obj, "metadata") if obj.kind == "Pod"
+
+pod_metadata(obj) := object_at(obj.template, "metadata") if obj.kind == "PodTemplate"
+
+pod_metadata(obj) := object_at(obj.spec.template, "metadata") if {
+	obj.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"}
+}
+
+pod_metadata(obj) := object_at(obj.spec.jobTemplate.spec.template, "metadata") if obj.kind == "CronJob"
+
 # How messages name a container of each list.
 container_lists := {
 	"initContainers": "init container",
@@ -51,6 +62,25 @@ pod_containers contains entry if {
 
 # The containers themselves, for rules that need no message.
 containers contains entry.container if some entry in pod_containers
+
+# The pod's securityContext and every container's, with how messages name their owner ("pod",
+# "container app"), for the settings both levels may carry.
+security_contexts contains {"label": "pod", "context": object_at(spec, "securityContext")} if {
+	spec := pod_spec(input.object)
+}
+
+security_contexts contains {"label": e.label, "context": object_at(e.container, "securityContext")} if {
+	some e in pod_containers
+}
+
+# A pod in its own user namespace (hostUsers: false), where root in the container is not root
+# on the node; Pod Security Admission relaxes runAsNonRoot, runAsUser and (under baseline)
+# procMount for it.
+in_user_namespace if value_at(pod_spec(input.object), "hostUsers", null) == false
+
+# A Windows pod (spec.os.name: windows), which the restricted profile exempts from the Linux-only
+# settings (allowPrivilegeEscalation, capabilities, seccomp).
+windows_pod if value_at(object_at(pod_spec(input.object), "os"), "name", "") == "windows"
 
 # o[k] if o is an object and o[k] is an object, else {}.
 object_at(o, k) := o[k] if {
@@ -77,9 +107,22 @@ str(x) := x if {
 	is_number(x)
 } else := "(invalid)"
 
-# The tenant's namespaces, from the input the agent builds.
+# The tenant, from the input the agent (or the admission webhook) builds: its name, its
+# namespaces, the Ingress hosts the platform assigned to it (exact names, or "*.<domain>"
+# granting every name one label below <domain>) and the other namespaces the platform lets send
+# traffic into it. A missing list is empty.
+tenant_name := input.tenant.name if is_string(input.tenant.name)
+
 tenant_namespaces := input.tenant.namespaces if {
 	is_array(input.tenant.namespaces)
+} else := []
+
+tenant_hosts := [lower(h) | some h in input.tenant.hosts; is_string(h)] if {
+	is_array(input.tenant.hosts)
+} else := []
+
+tenant_allow_from_namespaces := input.tenant.allowFromNamespaces if {
+	is_array(input.tenant.allowFromNamespaces)
 } else := []
 
 # The object's metadata fields, tolerating their absence.
