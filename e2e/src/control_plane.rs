@@ -221,6 +221,16 @@ impl ControlPlane {
         Client::try_from(config).map_err(|e| HarnessError::Client(e.to_string()))
     }
 
+    /// A client acting as `user` in `groups` (the admin impersonating them): what that user may
+    /// do is exactly what RBAC grants them.
+    pub async fn user_client(&self, user: &str, groups: &[&str]) -> Result<Client, HarnessError> {
+        let mut config = self.admin_config().await?;
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups =
+            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+        Client::try_from(config).map_err(|e| HarnessError::Client(e.to_string()))
+    }
+
     /// The kubectl built with the control plane (same version as the server).
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(self.bin_dir.join("kubectl"));

@@ -283,6 +283,14 @@ fn escape_objects() -> Vec<Value> {
         external_name("alias-metadata", "169.254.169.254"),
         external_name("alias-foreign", "db.team-b.svc"),
         ingress("routed", json!({"rules": [rule("shop.example.com")]})),
+        ingress(
+            "granted-wildcard",
+            json!({"rules": [rule("api.apps.example.com")]}),
+        ),
+        ingress(
+            "too-deep",
+            json!({"rules": [rule("a.api.apps.example.com")]}),
+        ),
         ingress("wildcard", json!({"rules": [rule("*.example.com")]})),
         ingress(
             "hostless",
@@ -294,6 +302,10 @@ fn escape_objects() -> Vec<Value> {
             json!({"tls": [{"secretName": "cert"}], "rules": [rule("shop.example.com")]}),
         ),
         netpol("same-namespace", json!([{"from": [{"podSelector": {}}]}])),
+        from_namespaces(
+            "from-allowed-namespace",
+            json!({"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}),
+        ),
         netpol("open", json!([{}])),
         netpol("empty-from", json!([{"from": [], "ports": [{"port": 80}]}])),
         netpol(

@@ -22,7 +22,8 @@ fn tenant() -> TenantContext {
         name: "team-a".into(),
         namespaces: vec!["team-a".into(), "team-a-jobs".into()],
         allowed_kinds: vec!["*".into()],
-        ..TenantContext::default()
+        hosts: vec!["shop.example.com".into(), "*.apps.example.com".into()],
+        allow_from_namespaces: vec!["ingress-nginx".into()],
     }
 }
 
@@ -60,11 +61,9 @@ fn sorted(values: &[Value]) -> Vec<String> {
     keys
 }
 
-/// The input the engine builds for an object (`PolicyBundle::evaluate`): the tenant's name and
-/// namespaces. (It does not pass `hosts` or `allowFromNamespaces` yet, so the Ingress and
-/// NetworkPolicy rules are compared on their refusing side; `opa test` covers the rest.)
+/// The input the engine builds for an object (`PolicyBundle::evaluate`).
 fn input(object: &Value) -> Value {
-    json!({"object": object, "tenant": {"name": "team-a", "namespaces": ["team-a", "team-a-jobs"]}, "revision": "abc123"})
+    json!({"object": object, "tenant": tenant().policy_input(), "revision": "abc123"})
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The policy gate with the committed default bundle: the real podinfo Deployment is judged as
-//! the restricted rules say, and a missing or corrupt bundle fails closed. (Decisions are
+//! The policy gate with the committed default bundle: the real podinfo Deployment passes the
+//! default (baseline) profile with warnings and is refused under restricted, and a missing or
+//! corrupt bundle fails closed. (Decisions are
 //! compared with `opa eval` on a large corpus in `e2e/tests/policy_differential.rs`.)
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -13,12 +14,6 @@ use serde_json::json;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn bundle() -> PolicyBundle {
-    PolicyBundle::from_file(&root().join("policies/bundle.tar.gz"), json!({}))
-        .await
-        .unwrap()
 }
 
 fn tenant() -> TenantContext {
@@ -51,25 +46,48 @@ fn podinfo() -> Vec<Manifest> {
     manifests("deployment.yaml", &text)
 }
 
-#[tokio::test]
-async fn the_real_podinfo_deployment_is_refused_by_the_restricted_rules() {
-    let violations = bundle()
+async fn rules(data: serde_json::Value) -> Vec<(String, Severity)> {
+    let bundle = PolicyBundle::from_file(&root().join("policies/bundle.tar.gz"), data)
         .await
+        .unwrap();
+    let violations = bundle
         .evaluate(&podinfo(), &tenant(), "abc123")
         .await
         .unwrap();
-    // Pinned image with requests and limits, but no securityContext and no name label.
-    let rules: Vec<(&str, Severity)> = violations
+    violations
         .iter()
-        .map(|v| (v.finding.rule.as_str(), v.finding.severity))
-        .collect();
+        .map(|v| (v.finding.rule.clone(), v.finding.severity))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_real_podinfo_deployment_passes_baseline_with_warnings_and_restricted_refuses_it() {
+    // Pinned image with requests and limits, but no securityContext and no name label: nothing
+    // the baseline Pod Security Standard forbids, several things restricted does.
+    let restricted_items = [
+        "no-privilege-escalation",
+        "recommended-name-label",
+        "require-seccomp",
+        "restricted-capabilities",
+        "run-as-non-root",
+    ];
+    let expect = |deny: bool| -> Vec<(String, Severity)> {
+        restricted_items
+            .iter()
+            .map(|r| {
+                let severity = if deny && *r != "recommended-name-label" {
+                    Severity::Deny
+                } else {
+                    Severity::Warn
+                };
+                ((*r).to_owned(), severity)
+            })
+            .collect()
+    };
+    assert_eq!(rules(json!({})).await, expect(false));
     assert_eq!(
-        rules,
-        [
-            ("no-privilege-escalation", Severity::Deny),
-            ("recommended-name-label", Severity::Warn),
-            ("run-as-non-root", Severity::Deny),
-        ]
+        rules(json!({"params": {"profile": "restricted"}})).await,
+        expect(true)
     );
 }
 

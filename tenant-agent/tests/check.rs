@@ -55,27 +55,60 @@ fn hardened_podinfo() -> tempfile::TempDir {
     .unwrap();
     std::fs::write(
         dir.path().join("hardening.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: podinfo}\nspec:\n  template:\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 10001}\n      containers:\n      - name: podinfod\n        securityContext: {allowPrivilegeEscalation: false}\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: podinfo}\nspec:\n  template:\n    spec:\n      securityContext: {runAsNonRoot: true, runAsUser: 10001, seccompProfile: {type: RuntimeDefault}}\n      containers:\n      - name: podinfod\n        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n",
     )
     .unwrap();
     dir
 }
 
+/// Policy data selecting the restricted profile.
+fn restricted() -> tempfile::NamedTempFile {
+    let data = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(data.path(), r#"{"params": {"profile": "restricted"}}"#).unwrap();
+    data
+}
+
 #[test]
-fn upstream_podinfo_is_refused_and_a_hardened_overlay_is_clean() {
+fn upstream_podinfo_passes_with_warnings_and_is_refused_under_restricted() {
     let out = check(&podinfo(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("[pod-security/run-as-non-root]"), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("WARNING  Deployment team-a/podinfo"),
+        "{text}"
+    );
     assert!(
         text.contains(
-            "3 objects checked: 0 refused by guard rails, 2 denied by policy, 1 warnings"
+            "3 objects checked: 0 refused by guard rails, 0 denied by policy, 5 warnings"
+        ),
+        "{text}"
+    );
+
+    let data = restricted();
+    let restricted = ["--policy-data", data.path().to_str().unwrap()];
+    let out = check(&podinfo(), &restricted);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for rule in [
+        "no-privilege-escalation",
+        "run-as-non-root",
+        "require-seccomp",
+        "restricted-capabilities",
+    ] {
+        assert!(
+            text.contains(&format!("[pod-security/{rule}]")),
+            "{rule}: {text}"
+        );
+    }
+    assert!(
+        text.contains(
+            "3 objects checked: 0 refused by guard rails, 4 denied by policy, 1 warnings"
         ),
         "{text}"
     );
 
     let hardened = hardened_podinfo();
-    let out = check(hardened.path(), &[]);
+    let out = check(hardened.path(), &restricted);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -91,7 +124,7 @@ fn platform_parameters_change_the_verdict() {
     let data = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         data.path(),
-        r#"{"params": {"warn_rules": ["pod-security/*"]}}"#,
+        r#"{"params": {"profile": "restricted", "warn_rules": ["pod-security/*"]}}"#,
     )
     .unwrap();
     let out = check(
@@ -135,7 +168,8 @@ fn refusals_exit_2_in_every_format() {
     let junit = check(dir.path(), &["--output", "junit"]);
     let xml = String::from_utf8_lossy(&junit.stdout);
     assert!(
-        xml.contains("<testsuite name=\"berth-check\" tests=\"2\" failures=\"2\">"),
+        // An unpinned image only warns under the default profile.
+        xml.contains("<testsuite name=\"berth-check\" tests=\"2\" failures=\"1\">"),
         "{xml}"
     );
 }

@@ -214,16 +214,25 @@ async fn a_platform_commit_onboards_a_tenant_whose_agent_applies_its_repository(
                 .map(String::as_str),
             Some("git")
         );
-        let sync = Api::<berth_engine::api::TenantSync>::namespaced(
+        // The agent records the revision in its TenantSync, in its own namespace.
+        let syncs = Api::<berth_engine::api::TenantSync>::namespaced(
             admin.clone(),
             &agent_namespace(&tenant),
-        )
-        .get("berth")
-        .await?;
-        assert_eq!(
-            sync.status.and_then(|s| s.last_applied_revision),
-            Some(revision.clone())
         );
+        eventually(
+            "the applied revision recorded",
+            Duration::from_secs(30),
+            || async {
+                let applied = syncs
+                    .get("berth")
+                    .await
+                    .ok()?
+                    .status?
+                    .last_applied_revision?;
+                (applied == revision).then_some(())
+            },
+        )
+        .await?;
         // The Tenant tells the story: Ready, with the agent's revision.
         let status = tenant_ready(&admin, &tenant, Duration::from_secs(60)).await?;
         assert_eq!(status.last_applied_revision, Some(revision));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_e2e::{TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
 use berth_engine::api::{SyncResult, TenantSync, agent_namespace};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 
 use crate::support::eventually;
@@ -50,7 +50,7 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         }
         platform_repo.write(
             "policies/data.json",
-            r#"{"params": {"required_labels": ["team"]}}"#,
+            r#"{"params": {"profile": "restricted", "required_labels": ["team"]}}"#,
         );
         platform_repo.write(
             &format!("policies/tenants/{relaxed}.json"),
@@ -73,6 +73,19 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         )
         .await?;
         assert_eq!(refused, SyncResult::Refused, "{message}");
+        // Pod Security admission follows each tenant's profile.
+        let namespaces = Api::<Namespace>::all(admin.clone());
+        for (tenant, level) in [(&strict, "restricted"), (&relaxed, "baseline")] {
+            eventually(
+                &format!("{tenant}'s namespace to enforce {level}"),
+                Duration::from_secs(30),
+                || async {
+                    let labels = namespaces.get(tenant).await.ok()?.metadata.labels?;
+                    (labels.get("pod-security.kubernetes.io/enforce")? == level).then_some(())
+                },
+            )
+            .await?;
+        }
         let sync = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(&strict))
             .get("berth")
             .await?
@@ -113,7 +126,7 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         platform_repo.write("policies/bundle.tar.gz", "not a bundle");
         platform_repo.write(
             "policies/data.json",
-            r#"{"params": {"required_labels": ["other"]}}"#,
+            r#"{"params": {"profile": "restricted", "required_labels": ["other"]}}"#,
         );
         platform_repo.commit("broken bundle");
         let state = eventually("the refusal", Duration::from_secs(30), || async {

@@ -201,7 +201,7 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         let policy = ConfigMap {
             metadata: ObjectMeta { name: Some("policy-team-pp".into()), ..ObjectMeta::default() },
             binary_data: Some([("bundle.tar.gz".to_owned(), ByteString(bundle))].into()),
-            data: Some([("data.json".to_owned(), r#"{"params": {"required_labels": ["team"]}}"#.to_owned())].into()),
+            data: Some([("data.json".to_owned(), r#"{"params": {"profile": "restricted", "required_labels": ["team"]}}"#.to_owned())].into()),
             ..ConfigMap::default()
         };
         policies.create(&PostParams::default(), &policy).await?;

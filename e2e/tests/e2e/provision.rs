@@ -1,6 +1,7 @@
 //! What the operator provisions for a Tenant (`berth-operator render`, applied as is) holds on
-//! the real API server: the agent is confined to the tenant's namespaces, cannot raise its own
-//! privileges or touch its quota, reads only its policy, and the quota is enforced.
+//! the real API server: the agent (whose identity lives in its own namespace) is confined to
+//! the tenant's namespaces and its own, cannot raise its own privileges or touch its quota,
+//! reads only its policy, and the quota is enforced.
 
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ async fn provisioned_rbac_quota_and_policy_access_hold_on_the_api_server() {
             ),
             &platform.name,
         );
-        let cleanup = [TestNamespace { name: primary.clone() }, TestNamespace { name: second.clone() }];
+        let home = berth_engine::api::agent_namespace(&tenant);
+        let cleanup = [primary.clone(), second.clone(), home.clone()].map(|name| TestNamespace { name });
 
         let policy_name = format!("berth-policy-{tenant}");
         let policy = ConfigMap {
@@ -35,7 +37,7 @@ async fn provisioned_rbac_quota_and_policy_access_hold_on_the_api_server() {
         };
         Api::<ConfigMap>::namespaced(admin.clone(), &platform.name).create(&PostParams::default(), &policy).await?;
 
-        let (_, token) = token_kubeconfig(cp, &admin, &primary, "berth-agent").await;
+        let (_, token) = token_kubeconfig(cp, &admin, &home, "berth-agent").await;
         let agent = cp.token_client(&token).await?;
         let config_map = |name: &str| ConfigMap {
             metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
@@ -53,6 +55,11 @@ async fn provisioned_rbac_quota_and_policy_access_hold_on_the_api_server() {
             .create(&PostParams::default(), &config_map("no"))
             .await;
         assert_eq!(status_code(&foreign), Some(403), "{foreign:?}");
+        // In its own namespace: its status and reports, but none of the tenant's kinds.
+        let at_home = Api::<ConfigMap>::namespaced(agent.clone(), &home)
+            .create(&PostParams::default(), &config_map("no"))
+            .await;
+        assert_eq!(status_code(&at_home), Some(403), "{at_home:?}");
 
         // It reads its policy ConfigMap and nothing more there; it cannot change it.
         let policies = Api::<ConfigMap>::namespaced(agent.clone(), &platform.name);
@@ -66,7 +73,7 @@ async fn provisioned_rbac_quota_and_policy_access_hold_on_the_api_server() {
         let escalate: RoleBinding = serde_json::from_value(json!({
             "metadata": {"name": "escalate"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": primary}],
+            "subjects": [{"kind": "ServiceAccount", "name": "berth-agent", "namespace": home}],
         }))?;
         let bound = Api::<RoleBinding>::namespaced(agent.clone(), &primary).create(&PostParams::default(), &escalate).await;
         assert_eq!(status_code(&bound), Some(403), "{bound:?}");

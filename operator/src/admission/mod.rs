@@ -212,27 +212,6 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Admi
 
     let (tenants, tenant_writer) = reflector::store::<Tenant>();
     let (config_maps, config_map_writer) = reflector::store::<ConfigMap>();
-    let watches = futures::future::join(
-        reflector::reflector(
-            tenant_writer,
-            watcher(
-                Api::<Tenant>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .for_each(|_| async {}),
-        reflector::reflector(
-            config_map_writer,
-            watcher(
-                Api::<ConfigMap>::namespaced(client.clone(), &operator_namespace),
-                watcher::Config::default().labels(berth_engine::api::TENANT_LABEL),
-            ),
-        )
-        .default_backoff()
-        .for_each(|_| async {}),
-    );
-    let watches = tokio::spawn(watches);
     let webhook = Arc::new(Webhook {
         client: client.clone(),
         operator_namespace: operator_namespace.clone(),
@@ -241,6 +220,39 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Admi
         policies: Policies::default(),
         metrics,
     });
+    let tenant_watch = reflector::reflector(
+        tenant_writer,
+        watcher(
+            Api::<Tenant>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| async {});
+    // Each tenant's policy is compiled as soon as it is published, not on its first request.
+    let prewarm = webhook.clone();
+    let policy_watch = reflector::reflector(
+        config_map_writer,
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &operator_namespace),
+            watcher::Config::default().labels(berth_engine::api::TENANT_LABEL),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each(move |event| {
+        let webhook = prewarm.clone();
+        async move {
+            let Ok(config_map) = event else { return };
+            let Some(tenant) = config_map.labels().get(berth_engine::api::TENANT_LABEL).cloned() else {
+                return;
+            };
+            if let Err(error) = webhook.policies.get(&tenant, &config_map).await {
+                tracing::warn!(%tenant, %error, "tenant policy does not load; its writes are refused");
+            }
+        }
+    });
+    let watches = tokio::spawn(futures::future::join(tenant_watch, policy_watch));
     let forget = tokio::spawn(forget_offboarded(webhook.clone()));
     let renewal = tokio::spawn(renew(
         client,
