@@ -141,8 +141,16 @@ pub mod exit {
     pub const REFUSED: u8 = 2;
 }
 
+fn main() -> ExitCode {
+    // Re-executed as the render sandbox's launcher: that must happen before any thread starts.
+    if let Some(code) = berth_engine::render::sandbox::run_launcher_if_requested() {
+        return code;
+    }
+    agent_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn agent_main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let code = match cli.command {
