@@ -151,6 +151,24 @@ fn kustomize_errors_name_the_problem_without_scratch_paths() {
 }
 
 #[test]
+fn kustomize_errors_do_not_quote_secret_generator_values() {
+    // kustomize quotes a literal without `=` in its error; the message must not.
+    let files = [
+        file(
+            "kustomization.yaml",
+            "secretGenerator:\n- name: db\n  literals:\n  - hunter2-correct-horse\n  envs: [db.env]\n",
+        ),
+        file("db.env", "PASSWORD=battery-staple-42\n"),
+    ];
+    let err = render(&files, "", &kustomize(), &RenderLimits::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RenderError::KustomizeFailed(_)), "{message}");
+    assert!(message.contains("invalid literal source"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!message.contains("battery-staple"), "{message}");
+}
+
+#[test]
 fn missing_fields_name_file_and_document() {
     let files = [file(
         "apps/web.yaml",

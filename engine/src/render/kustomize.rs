@@ -200,6 +200,14 @@ impl Kustomize {
             Some(Exit::Failed(_)) => Err(RenderError::KustomizeFailed(error_message(
                 &stderr, root, checked,
             ))),
+            // Not the CPU limit and not the deadline: the kernel's out-of-memory killer is the
+            // usual sender, when the Pod's memory limit is reached before kustomize's own.
+            Some(Exit::Signal(signal)) if signal == libc::SIGKILL => {
+                Err(RenderError::KustomizeFailed(
+                    "kustomize was killed (SIGKILL), most likely for lack of memory in the Pod"
+                        .into(),
+                ))
+            }
             Some(Exit::Signal(signal)) => Err(RenderError::KustomizeFailed(format!(
                 "kustomize was killed by signal {signal}"
             ))),
