@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_engine::render::{Kustomize, RenderError, RenderLimits, SourceFile, render};
+use berth_engine::render::{Kustomize, Launcher, RenderError, RenderLimits, SourceFile, render};
 
 fn fixture(dir: &str) -> Vec<SourceFile> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,6 +41,7 @@ fn kustomize() -> Kustomize {
     );
     Kustomize {
         program,
+        launcher: Launcher::Program(env!("CARGO_BIN_EXE_berth-render-sandbox").into()),
         ..Kustomize::default()
     }
 }
@@ -125,7 +126,7 @@ fn a_kustomization_reaching_outside_the_repository_is_refused_before_kustomize_r
     let err = render(&files, "", &never, &RenderLimits::default()).unwrap_err();
     assert!(
         err.to_string()
-            .contains("kustomization.yaml: `../../etc` in resources points outside"),
+            .contains("kustomization.yaml: resources[0]: `../../etc` points outside"),
         "{err}"
     );
     let remote = [file(
@@ -133,16 +134,38 @@ fn a_kustomization_reaching_outside_the_repository_is_refused_before_kustomize_r
         "resources:\n- https://github.com/stefanprodan/podinfo//kustomize?ref=master\n",
     )];
     let err = render(&remote, "", &never, &RenderLimits::default()).unwrap_err();
-    assert!(err.to_string().contains("remote base"), "{err}");
+    assert!(err.to_string().contains("remote reference"), "{err}");
 }
 
 #[test]
 fn kustomize_errors_name_the_problem_without_scratch_paths() {
-    let files = [file("kustomization.yaml", "resources:\n- missing.yaml\n")];
+    let files = [
+        file("kustomization.yaml", "resources:\n- bad.yaml\n"),
+        file("bad.yaml", "kind: [unclosed\n"),
+    ];
     let err = render(&files, "", &kustomize(), &RenderLimits::default()).unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("missing.yaml"), "{message}");
+    assert!(matches!(err, RenderError::KustomizeFailed(_)), "{message}");
+    assert!(message.contains("bad.yaml"), "{message}");
     assert!(!message.contains("berth-render-"), "{message}");
+}
+
+#[test]
+fn kustomize_errors_do_not_quote_secret_generator_values() {
+    // kustomize quotes a literal without `=` in its error; the message must not.
+    let files = [
+        file(
+            "kustomization.yaml",
+            "secretGenerator:\n- name: db\n  literals:\n  - hunter2-correct-horse\n  envs: [db.env]\n",
+        ),
+        file("db.env", "PASSWORD=battery-staple-42\n"),
+    ];
+    let err = render(&files, "", &kustomize(), &RenderLimits::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, RenderError::KustomizeFailed(_)), "{message}");
+    assert!(message.contains("invalid literal source"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!message.contains("battery-staple"), "{message}");
 }
 
 #[test]

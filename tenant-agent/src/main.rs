@@ -38,7 +38,7 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Render and check a local directory with the same guard rails and policy, e.g. in a
     /// tenant's CI. Exit code 0: clean; 2: refused; 1: error.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 /// Who the tenant is and what it may deploy; shared by `run` and `check`.
@@ -141,13 +141,21 @@ pub mod exit {
     pub const REFUSED: u8 = 2;
 }
 
+fn main() -> ExitCode {
+    // Re-executed as the render sandbox's launcher: that must happen before any thread starts.
+    if let Some(code) = berth_engine::render::sandbox::run_launcher_if_requested() {
+        return code;
+    }
+    agent_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn agent_main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let code = match cli.command {
         Command::Run(args) => run::main(*args).await,
-        Command::Check(args) => check_main(args).await,
+        Command::Check(args) => check_main(*args).await,
     };
     ExitCode::from(code)
 }

@@ -382,7 +382,7 @@ async fn broken_and_hostile_repositories_change_nothing() {
                         "resources:\n- https://github.com/org/repo//base?ref=v1\n",
                     );
                 }),
-                "remote base",
+                "resources[0]: remote reference",
             ),
             (
                 "duplicate objects",

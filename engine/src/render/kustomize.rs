@@ -1,46 +1,37 @@
-//! Rendering a kustomization with the real `kustomize` CLI, after refusing what could reach
-//! outside the revision: remote bases, paths escaping the repository, Helm charts and plugins.
+//! Rendering a kustomization with the real `kustomize` CLI: every kustomization of the revision
+//! is parsed strictly first ([`super::kustomization`]), then kustomize builds the revision in a
+//! private scratch directory, inside the render sandbox ([`super::sandbox`]): no network, and
+//! bounded in memory, CPU time, wall time and output.
 
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::documents::{manifest, yaml_options};
+use super::kustomization::{self, Checked};
+use super::sandbox::{Bounds, Exit, Launcher};
 use super::{RenderError, RenderLimits, SourceFile};
 use crate::manifest::{Manifest, Origin};
 
-/// File names kustomize recognises as a kustomization.
-pub const KUSTOMIZATION_FILES: [&str; 3] =
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+/// Bytes of kustomize's stderr kept for the error message; the rest is read and dropped.
+const MAX_STDERR: usize = 64 * 1024;
 
-/// Fields whose entries are paths (or, refused here, URLs) kustomize loads.
-const PATH_FIELDS: [&str; 7] = [
-    "resources",
-    "bases",
-    "components",
-    "crds",
-    "patchesStrategicMerge",
-    "configurations",
-    "openapi",
-];
-
-/// Fields that run code or fetch charts; Berth does not allow them.
-const FORBIDDEN_FIELDS: [&str; 5] = [
-    "helmCharts",
-    "helmChartInflationGenerator",
-    "generators",
-    "transformers",
-    "validators",
-];
+/// Longest kustomize error message passed on.
+const MAX_MESSAGE: usize = 1_000;
 
 /// How to run kustomize.
 #[derive(Clone, Debug)]
 pub struct Kustomize {
     pub program: PathBuf,
+    /// Wall-time limit of one `kustomize build`.
     pub timeout: Duration,
+    /// The program that confines kustomize (see [`super::sandbox`]). The default, the running
+    /// program itself, needs [`super::sandbox::run_launcher_if_requested`] at the start of
+    /// `main`.
+    pub launcher: Launcher,
 }
 
 impl Default for Kustomize {
@@ -48,24 +39,46 @@ impl Default for Kustomize {
         Self {
             program: PathBuf::from("kustomize"),
             timeout: Duration::from_secs(60),
+            launcher: Launcher::default(),
         }
     }
 }
 
 impl Kustomize {
     /// Checks every kustomization of the revision, writes the revision to a private scratch
-    /// directory and runs `kustomize build` on `dir` there with root-only load restrictions.
+    /// directory (each kustomization as the checked JSON) and runs `kustomize build` on `dir`
+    /// there, sandboxed, with root-only load restrictions.
     pub fn build(
         &self,
         files: &[SourceFile],
         dir: &str,
         limits: &RenderLimits,
     ) -> Result<Vec<Manifest>, RenderError> {
-        for file in files {
-            if is_kustomization(&file.path) {
-                check_kustomization(file)?;
-            }
-        }
+        let checked = kustomization::check_all(files)?;
+        self.build_checked(files, dir, limits, &checked)
+    }
+
+    /// Builds `dir` of the revision in the sandbox exactly as [`Self::build`] does, but with
+    /// the tenant's kustomization files as they are, unchecked. Only for tests of the sandbox
+    /// itself, which must show that kustomize cannot reach the network even when handed what
+    /// the check would refuse.
+    #[doc(hidden)]
+    pub fn build_unchecked_for_sandbox_tests(
+        &self,
+        files: &[SourceFile],
+        dir: &str,
+        limits: &RenderLimits,
+    ) -> Result<Vec<Manifest>, RenderError> {
+        self.build_checked(files, dir, limits, &Checked::default())
+    }
+
+    fn build_checked(
+        &self,
+        files: &[SourceFile],
+        dir: &str,
+        limits: &RenderLimits,
+        checked: &Checked,
+    ) -> Result<Vec<Manifest>, RenderError> {
         let scratch = tempfile::Builder::new()
             .prefix("berth-render-")
             .tempdir()
@@ -75,24 +88,33 @@ impl Kustomize {
             })?;
         let root = scratch.path().join("root");
         for file in files {
-            let path = root.join(&file.path);
+            let relative = Path::new(&file.path);
+            if !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+            {
+                return Err(RenderError::Kustomization {
+                    file: file.path.clone(),
+                    reason: "not a plain relative path".into(),
+                });
+            }
+            let path = root.join(relative);
+            let content = checked
+                .rewritten
+                .get(&file.path)
+                .map_or(file.content.as_slice(), Vec::as_slice);
             let write = || -> std::io::Result<()> {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                std::fs::write(&path, &file.content)
+                std::fs::write(&path, content)
             };
             write().map_err(|source| RenderError::Scratch {
                 path: path.clone(),
                 source,
             })?;
         }
-        let output = self.run(
-            &root,
-            &root.join(dir),
-            scratch.path(),
-            limits.max_kustomize_output,
-        )?;
+        let output = self.run(&root, &root.join(dir), scratch.path(), limits, checked)?;
         let text = String::from_utf8(output)
             .map_err(|_| RenderError::KustomizeFailed("output is not UTF-8".into()))?;
         let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, yaml_options())
@@ -111,197 +133,291 @@ impl Kustomize {
             .collect()
     }
 
-    /// Runs kustomize with a fixed argument list and an empty environment, bounded in time and
-    /// output size.
+    /// Runs kustomize in the sandbox with a fixed argument list and an almost empty
+    /// environment. The render is synchronous (the pipeline calls it off the async runtime),
+    /// so the child is supervised on a small runtime of its own.
     fn run(
         &self,
         root: &Path,
         target: &Path,
         home: &Path,
-        max_output: usize,
+        limits: &RenderLimits,
+        checked: &Checked,
     ) -> Result<Vec<u8>, RenderError> {
-        let mut child = Command::new(&self.program)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RenderError::Sandbox(format!("cannot start the supervisor: {e}")))?;
+        let bounds = Bounds {
+            memory_bytes: limits.max_kustomize_memory,
+            cpu_seconds: limits.max_kustomize_cpu.as_secs().max(1),
+        };
+        let mut command = tokio::process::Command::new(self.launcher.program());
+        command
+            .args(bounds.launcher_args())
+            .arg(&self.program)
             .args(["build", "--load-restrictor", "LoadRestrictionsRootOnly"])
             .arg(target)
             .env_clear()
             .env("HOME", home)
             .env("PATH", "/usr/bin:/bin")
+            .env("GOMEMLIMIT", bounds.go_memory_limit())
             .current_dir(home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                RenderError::KustomizeFailed(format!("cannot run {}: {e}", self.program.display()))
-            })?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(s) = stdout {
-                // One byte over the cap tells us the output was too large.
-                let _ = s.take(max_output as u64 + 1).read_to_end(&mut out);
+            .process_group(0)
+            .kill_on_drop(true);
+        let supervised = runtime.block_on(supervise(
+            command,
+            self.timeout,
+            limits.max_kustomize_output,
+        ))?;
+        let Supervised {
+            exit,
+            stdout,
+            stderr,
+        } = supervised;
+        let stderr = String::from_utf8_lossy(&stderr);
+        match exit {
+            Some(Exit::Success) => Ok(stdout),
+            Some(Exit::CpuLimit) => Err(RenderError::KustomizeCpuLimit {
+                seconds: bounds.cpu_seconds,
+            }),
+            Some(Exit::Failed(_)) if is_out_of_memory(&stderr) => {
+                Err(RenderError::KustomizeMemoryLimit {
+                    limit: bounds.memory_bytes,
+                })
             }
-            out
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut err = Vec::new();
-            if let Some(s) = stderr {
-                let _ = s.take(64 * 1024).read_to_end(&mut err);
+            Some(Exit::SetupFailed) => Err(RenderError::Sandbox(
+                stderr
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("berth render sandbox: "))
+                    .unwrap_or("the launcher failed")
+                    .to_owned(),
+            )),
+            Some(Exit::Failed(_)) => Err(RenderError::KustomizeFailed(error_message(
+                &stderr, root, checked,
+            ))),
+            // Not the CPU limit and not the deadline: the kernel's out-of-memory killer is the
+            // usual sender, when the Pod's memory limit is reached before kustomize's own.
+            Some(Exit::Signal(signal)) if signal == libc::SIGKILL => {
+                Err(RenderError::KustomizeFailed(
+                    "kustomize was killed (SIGKILL), most likely for lack of memory in the Pod"
+                        .into(),
+                ))
             }
-            err
-        });
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() > self.timeout => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(RenderError::KustomizeFailed(format!(
-                        "timed out after {:?}",
-                        self.timeout
-                    )));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(RenderError::KustomizeFailed(e.to_string())),
-            }
-        };
-        let out = reader.join().unwrap_or_default();
-        let err = err_reader.join().unwrap_or_default();
-        if !status.success() {
-            let message = String::from_utf8_lossy(&err);
-            // Paths in messages would name our scratch directory; show them relative to the root.
-            let root_prefix = format!("{}/", root.display());
-            return Err(RenderError::KustomizeFailed(
-                message.trim().replace(&root_prefix, ""),
-            ));
+            Some(Exit::Signal(signal)) => Err(RenderError::KustomizeFailed(format!(
+                "kustomize was killed by signal {signal}"
+            ))),
+            None => Err(RenderError::Sandbox(
+                "the render sandbox launcher was killed".into(),
+            )),
         }
-        if out.len() > max_output {
-            return Err(RenderError::KustomizeFailed(format!(
-                "output exceeds {max_output} bytes"
-            )));
-        }
-        Ok(out)
     }
 }
 
-fn is_kustomization(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    KUSTOMIZATION_FILES.contains(&name)
+struct Supervised {
+    /// `None` if the launcher itself was killed by a signal.
+    exit: Option<Exit>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
 }
 
-/// Refuses remote references, escapes from the repository and code-running fields.
-fn check_kustomization(file: &SourceFile) -> Result<(), RenderError> {
-    let refuse = |reason: String| RenderError::Kustomization {
-        file: file.path.clone(),
-        reason,
+/// Kills the launcher's process group (the launcher, kustomize, anything kustomize started)
+/// unless disarmed. It must only fire while the launcher is not yet reaped: until then its
+/// process ID, which is also the group's ID, cannot be reused.
+struct GroupKiller(Option<rustix::process::Pid>);
+
+impl GroupKiller {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Runs the launcher to completion, or until the deadline or the output cap, whichever first.
+async fn supervise(
+    mut command: tokio::process::Command,
+    timeout: Duration,
+    max_output: usize,
+) -> Result<Supervised, RenderError> {
+    let mut child = command
+        .spawn()
+        .map_err(|e| RenderError::Sandbox(format!("cannot start the render sandbox: {e}")))?;
+    let mut group = GroupKiller(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let streams = async {
+        tokio::try_join!(read_capped(stdout, max_output), async {
+            read_head(stderr, MAX_STDERR).await.map_err(ReadError::Io)
+        },)
     };
-    let text = std::str::from_utf8(&file.content).map_err(|_| RenderError::NotUtf8 {
-        file: file.path.clone(),
-    })?;
-    let doc: Value = serde_saphyr::from_str_with_options(text, serde_saphyr::Options::default())
-        .map_err(|e| refuse(format!("malformed kustomization: {e}")))?;
-    for field in FORBIDDEN_FIELDS {
-        if doc.get(field).is_some() {
-            return Err(refuse(format!(
-                "`{field}` is not allowed (it runs code or fetches charts)"
+    // Both streams end when every process of the group has closed them; the launcher is
+    // reaped only after that, so the group can still be killed safely until then.
+    let (stdout, stderr) = match tokio::time::timeout_at(deadline, streams).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(ReadError::TooLarge)) => {
+            group.kill();
+            let _ = child.wait().await;
+            return Err(RenderError::KustomizeOutputTooLarge { limit: max_output });
+        }
+        Ok(Err(ReadError::Io(e))) => {
+            group.kill();
+            let _ = child.wait().await;
+            return Err(RenderError::KustomizeFailed(format!(
+                "reading kustomize's output: {e}"
             )));
         }
-    }
-    let dir = Path::new(&file.path).parent().unwrap_or(Path::new(""));
-    for field in PATH_FIELDS {
-        let Some(entries) = doc.get(field).and_then(Value::as_array) else {
-            continue;
-        };
-        for entry in entries.iter().filter_map(Value::as_str) {
-            if is_remote(entry) {
-                return Err(refuse(format!(
-                    "remote base `{entry}` in {field} is not allowed"
-                )));
-            }
-            if escapes_root(dir, entry) {
-                return Err(refuse(format!(
-                    "`{entry}` in {field} points outside the repository"
-                )));
-            }
+        Err(_) => {
+            group.kill();
+            let _ = child.wait().await;
+            return Err(RenderError::KustomizeTimeout { timeout });
         }
-    }
-    Ok(())
+    };
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            group.kill();
+            return Err(RenderError::Sandbox(format!(
+                "waiting for the render sandbox: {e}"
+            )));
+        }
+        Err(_) => {
+            group.kill();
+            let _ = child.wait().await;
+            return Err(RenderError::KustomizeTimeout { timeout });
+        }
+    };
+    // Reaped: the group ID may now be reused, so it must not be signalled any more.
+    group.0 = None;
+    Ok(Supervised {
+        exit: Exit::from_launcher(status),
+        stdout,
+        stderr,
+    })
 }
 
-fn is_remote(entry: &str) -> bool {
-    entry.contains("://")
-        || entry.starts_with("git@")
-        || entry.starts_with("github.com/")
-        || entry.starts_with("gitlab.com/")
-        || entry.starts_with("bitbucket.org/")
-        || entry.contains("?ref=")
-        || entry.contains(".git//")
+/// Reads everything, failing as soon as there is more than `max`.
+async fn read_capped(
+    stream: Option<impl AsyncRead + Unpin>,
+    max: usize,
+) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    let Some(stream) = stream else {
+        return Ok(out);
+    };
+    // One byte over the cap tells that the output is too large.
+    stream
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .await
+        .map_err(ReadError::Io)?;
+    if out.len() > max {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(out)
 }
 
-/// Whether `dir/entry`, normalised lexically, leaves the repository.
-fn escapes_root(dir: &Path, entry: &str) -> bool {
-    let path = Path::new(entry);
-    if path.is_absolute() {
-        return true;
-    }
-    let mut depth: i64 = 0;
-    for component in dir.join(path).components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::ParentDir => depth -= 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return true,
+/// Keeps the first `max` bytes and reads the rest to the end, so the writer never blocks.
+async fn read_head(stream: Option<impl AsyncRead + Unpin>, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let Some(mut stream) = stream else {
+        return Ok(head);
+    };
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(head);
         }
-        if depth < 0 {
-            return true;
+        let room = max.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&buffer[..room]);
+    }
+}
+
+/// Whether the Go runtime gave up for lack of memory (its allocations failing at the limit).
+fn is_out_of_memory(stderr: &str) -> bool {
+    stderr.lines().any(|line| {
+        line.starts_with("fatal error:")
+            && (line.contains("out of memory") || line.contains("cannot allocate memory"))
+    }) || stderr.contains("runtime: out of memory")
+}
+
+/// kustomize's error, fit for a Tenant's status: its `Error:` line only (later lines can quote
+/// whole objects), scratch paths made relative to the repository, values of `secretGenerator`
+/// sources replaced, and bounded in length.
+fn error_message(stderr: &str, root: &Path, checked: &Checked) -> String {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Error: "))
+        .or_else(|| stderr.lines().find(|l| l.starts_with("fatal error:")))
+        .unwrap_or("kustomize failed without a message");
+    let root_prefix = format!("{}/", root.display());
+    let mut message = line.trim().replace(&root_prefix, "");
+    // Longest first, so that a value containing another is replaced whole.
+    for secret in &checked.secrets {
+        if message.contains(secret.as_str()) {
+            message = message.replace(secret.as_str(), "[redacted]");
         }
     }
-    false
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn kustomization(body: &str) -> SourceFile {
-        SourceFile {
-            path: "overlays/prod/kustomization.yaml".into(),
-            content: body.as_bytes().to_vec(),
-        }
+    #[test]
+    fn error_messages_keep_the_error_line_and_drop_secrets_and_snippets() {
+        let checked = Checked {
+            secrets: vec!["hunter2-long".into(), "hunter2".into()],
+            ..Checked::default()
+        };
+        let stderr = "# Warning: 'bases' is deprecated.\n\
+                      Error: invalid literal source hunter2-long in /tmp/x/root/app\n\
+                      apiVersion: v1\nstringData: {password: hunter2}\n";
+        let message = error_message(stderr, Path::new("/tmp/x/root"), &checked);
+        assert_eq!(message, "invalid literal source [redacted] in app");
     }
 
     #[test]
-    fn remote_bases_are_refused() {
-        for entry in [
-            "https://github.com/org/repo//base?ref=v1",
-            "github.com/org/repo/base",
-            "git@github.com:org/repo.git",
-        ] {
-            let err = check_kustomization(&kustomization(&format!("resources:\n- {entry}\n")));
-            assert!(
-                matches!(&err, Err(RenderError::Kustomization { reason, .. }) if reason.contains("remote base")),
-                "{entry}: {err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn paths_escaping_the_root_are_refused_but_siblings_are_fine() {
-        assert!(check_kustomization(&kustomization("resources:\n- ../../base\n")).is_ok());
-        let err = check_kustomization(&kustomization("resources:\n- ../../../etc\n"));
-        assert!(
-            matches!(err, Err(RenderError::Kustomization { reason, .. }) if reason.contains("outside"))
-        );
-        assert!(check_kustomization(&kustomization("resources:\n- /etc/passwd\n")).is_err());
-    }
-
-    #[test]
-    fn code_running_fields_are_refused() {
-        let err = check_kustomization(&kustomization("helmCharts:\n- name: x\n"));
-        assert!(
-            matches!(err, Err(RenderError::Kustomization { reason, .. }) if reason.contains("helmCharts"))
-        );
+    fn go_running_out_of_memory_is_recognised() {
+        assert!(is_out_of_memory(
+            "fatal error: runtime: out of memory\n\nruntime stack:\n"
+        ));
+        assert!(is_out_of_memory(
+            "fatal error: out of memory allocating heap arena map\n"
+        ));
+        assert!(!is_out_of_memory(
+            "Error: accumulating resources: out of memory (a file name)"
+        ));
     }
 }

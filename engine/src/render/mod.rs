@@ -2,15 +2,20 @@
 //! manifests or by running `kustomize build` when the sync root holds a kustomization.
 
 mod documents;
+mod kustomization;
 mod kustomize;
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::manifest::{Manifest, Origin};
 
 pub use documents::parse_file;
-pub use kustomize::{KUSTOMIZATION_FILES, Kustomize};
+pub use kustomization::KUSTOMIZATION_FILES;
+pub use kustomize::Kustomize;
+pub use sandbox::Launcher;
 
 /// One file of the revision, its path relative to the repository root.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +31,11 @@ pub struct RenderLimits {
     pub max_objects: usize,
     /// Bytes of `kustomize build` output.
     pub max_kustomize_output: usize,
+    /// Bytes of memory kustomize may use (its data segment, RLIMIT_DATA). Go needs about
+    /// 70 MiB of it before kustomize does anything.
+    pub max_kustomize_memory: u64,
+    /// CPU time kustomize may use (RLIMIT_CPU), whole seconds.
+    pub max_kustomize_cpu: Duration,
 }
 
 impl Default for RenderLimits {
@@ -33,6 +43,8 @@ impl Default for RenderLimits {
         Self {
             max_objects: 5_000,
             max_kustomize_output: 64 * 1024 * 1024,
+            max_kustomize_memory: 512 * 1024 * 1024,
+            max_kustomize_cpu: Duration::from_secs(30),
         }
     }
 }
@@ -56,14 +68,41 @@ pub enum RenderError {
     TooManyObjects { limit: usize },
     #[error("{file}: {reason}")]
     Kustomization { file: String, reason: String },
+    #[error("{file}: {field}: {reason}")]
+    KustomizationField {
+        file: String,
+        /// Where in the kustomization, e.g. `configMapGenerator[0].files[1]`.
+        field: String,
+        reason: String,
+    },
     #[error("kustomize build failed: {0}")]
     KustomizeFailed(String),
+    #[error("kustomize exceeded its memory limit of {}", size(*limit))]
+    KustomizeMemoryLimit { limit: u64 },
+    #[error("kustomize exceeded its CPU-time limit of {seconds} s")]
+    KustomizeCpuLimit { seconds: u64 },
+    #[error("kustomize exceeded its time limit of {} s", timeout.as_secs())]
+    KustomizeTimeout { timeout: Duration },
+    #[error("kustomize output exceeded its limit of {}", size(*limit as u64))]
+    KustomizeOutputTooLarge { limit: usize },
+    #[error("the render sandbox could not run kustomize: {0}")]
+    Sandbox(String),
     #[error("writing the revision to a scratch directory {path}: {source}")]
     Scratch {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `512 MiB`, or bytes for a limit that is no whole number of MiB.
+fn size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Renders the directory `path` of a revision (relative to the repository root, "" for the
