@@ -121,7 +121,7 @@ pub fn fetch(
     source: &GitSource,
     interrupt: &AtomicBool,
 ) -> Result<BTreeMap<String, ObjectId>, SourceError> {
-    let url = source.url.as_str();
+    let shown = source.url.to_string();
     // gix passes on only the few ssh messages it recognises and lets the rest (a changed or
     // unknown host key among them) reach the agent's stderr, leaving the status with "failed
     // to fill whole buffer"; so ssh logs to a file that failures quote.
@@ -138,12 +138,16 @@ pub fn fetch(
         ),
         _ => None,
     };
-    let failed = |reason: String| SourceError::Fetch {
-        url: source.url.redacted(),
-        reason: match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
+    // gix's and ssh's messages may quote the URL: they are shown redacted like the URL itself.
+    let failed = |reason: String| {
+        let reason = match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
             Some(ssh) => format!("{reason} (ssh: {ssh})"),
             None => reason,
-        },
+        };
+        SourceError::Fetch {
+            url: shown.clone(),
+            reason: source.url.redact(&reason),
+        }
     };
     let mut repo = repo.clone();
     if let (
@@ -167,7 +171,7 @@ pub fn fetch(
     }
 
     let remote = repo
-        .remote_at(url)
+        .remote_at(source.url.gix().clone())
         .map_err(|e| failed(gix_reason(&e)))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs([FETCH_REFSPEC], gix::remote::Direction::Fetch)
@@ -176,7 +180,7 @@ pub fn fetch(
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| failed(gix_reason(&e)))?;
 
-    if url.starts_with("https://") {
+    if source.url.is_https() {
         connection = connection.with_transport_options(Box::new(http_options(&repo, source)?));
     }
 
@@ -188,10 +192,7 @@ pub fn fetch(
         }),
         _ => None,
     };
-    let expected_host = gix::url::parse(url.as_bytes().as_bstr())
-        .map_err(|e| failed(gix_reason(&e)))?
-        .host()
-        .map(ToOwned::to_owned);
+    let expected_host = source.url.host().map(ToOwned::to_owned);
     // Always installed, so git's credential helpers are never consulted; credentials go only
     // to the repository's own host (not to a host a redirect names).
     let connection = connection.with_credentials(move |action| match action {
@@ -238,12 +239,13 @@ fn http_options(
     source: &GitSource,
 ) -> Result<gix_http::Options, SourceError> {
     let failed = |reason: String| SourceError::Fetch {
-        url: source.url.redacted(),
-        reason,
+        url: source.url.to_string(),
+        reason: source.url.redact(&reason),
     };
     // Start from the repository's options: a fresh object would drop gix's own settings.
+    let url = source.url.gix().to_bstring();
     let mut options: gix_http::Options = match repo
-        .transport_options(source.url.as_str(), None)
+        .transport_options(url.as_bstr(), None)
         .map_err(|e| failed(gix_reason(&e)))?
     {
         Some(any) => any

@@ -18,7 +18,7 @@ pub use url::{RepoUrl, validate_url};
 use crate::render::SourceFile;
 
 /// How the agent authenticates to the repository server.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub enum Auth {
     #[default]
     None,
@@ -30,6 +30,27 @@ pub enum Auth {
         private_key: PathBuf,
         known_hosts: PathBuf,
     },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"***")
+                .finish(),
+            Self::Ssh {
+                private_key,
+                known_hosts,
+            } => f
+                .debug_struct("Ssh")
+                .field("private_key", private_key)
+                .field("known_hosts", known_hosts)
+                .finish(),
+        }
+    }
 }
 
 impl Auth {
@@ -136,7 +157,7 @@ impl GitSource {
                 .get(&self.branch)
                 .copied()
                 .ok_or_else(|| SourceError::BranchNotFound {
-                    url: self.url.redacted(),
+                    url: self.url.to_string(),
                     branch: self.branch.clone(),
                 })?;
         let files = tree::read(&repo, commit, &self.limits)?;
