@@ -6,6 +6,7 @@ mod agent_deployment;
 mod audit;
 mod control_plane;
 mod deploy;
+mod fetch_limits;
 mod leader;
 mod operator;
 mod platform_policy;
