@@ -6,6 +6,7 @@
 // Test support: a failed setup step must stop the test loudly, with its reason.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod blob;
 mod control_plane;
 mod git;
 mod git_server;

@@ -9,6 +9,7 @@ mod audit;
 mod control_plane;
 mod deploy;
 mod evidence;
+mod fetch_limits;
 mod leader;
 mod migration;
 mod operator;

@@ -1,29 +1,40 @@
 //! The gix side of fetching: an isolated bare cache (no user, system or environment git
-//! configuration), a forced fetch of every branch into remote-tracking refs, and credentials
-//! and TLS roots supplied in code rather than by helpers or environment.
+//! configuration), a forced, shallow fetch of the followed branch alone into its
+//! remote-tracking ref, within the pack limits, and credentials and TLS roots supplied in code
+//! rather than by helpers or environment.
 
-use std::collections::BTreeMap;
 use std::io::Read;
+use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::protocol::transport::client::blocking_io::http as gix_http;
 
-use super::{Auth, GitSource, SourceError, gix_reason};
+use super::meter::{Meter, PackLimits, Received};
+use super::{Auth, GitSource, SourceError, TreeLimits, gix_reason};
 
 const TRACKING_PREFIX: &str = "refs/remotes/origin/";
-// Forced, so a force-pushed branch is followed rather than refused.
-const FETCH_REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
 
-fn open_options(allow_file: bool) -> gix::open::Options {
+/// A fetched branch head and what it took.
+#[derive(Clone, Copy, Debug)]
+pub struct Fetched {
+    pub commit: ObjectId,
+    pub received: Received,
+}
+
+fn open_options(allow_file: bool, limits: &TreeLimits) -> gix::open::Options {
     let mut overrides = vec![
         "protocol.allow=never".to_owned(),
         "protocol.https.allow=always".to_owned(),
         "protocol.ssh.allow=always".to_owned(),
         "gitoxide.credentials.terminalPrompt=false".to_owned(),
+        // No single allocation caused by object data (a pack entry's claimed size, a delta's
+        // result, an object read later) beyond what a whole pack may inflate to.
+        format!("gitoxide.objects.allocLimit={}", limits.max_inflated_bytes),
     ];
     if allow_file {
         overrides.push("protocol.file.allow=always".to_owned());
@@ -33,18 +44,55 @@ fn open_options(allow_file: bool) -> gix::open::Options {
         .config_overrides(overrides)
 }
 
-/// Opens the bare cache, creating it on first use.
-pub fn open_cache(dir: &Path, allow_file: bool) -> Result<gix::Repository, SourceError> {
+/// Each fetch adds a pack and a shallow boundary; past this many packs the cache is started
+/// afresh, its next fetch being one commit deep (what a first fetch costs) instead of a
+/// growing index of packs and list of shallow commits sent with every fetch.
+const MAX_PACKS: usize = 32;
+/// Lock files gix takes during a fetch. A cache has one user (one agent per tenant, the
+/// operator's leader for the platform repository), so one found at opening was left by a
+/// process killed mid-fetch, and would otherwise block every fetch after it.
+const LOCKS: [&str; 2] = ["shallow.lock", "packed-refs.lock"];
+
+fn pack_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects").join("pack")).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .count()
+    })
+}
+
+/// Opens the bare cache, creating it on first use (or anew once it holds too many packs).
+pub fn open_cache(
+    dir: &Path,
+    allow_file: bool,
+    limits: &TreeLimits,
+) -> Result<gix::Repository, SourceError> {
     let cache_error = |reason: String| SourceError::Cache {
         path: dir.to_path_buf(),
         reason,
     };
-    let exists = match std::fs::read_dir(dir) {
+    let mut exists = match std::fs::read_dir(dir) {
         Ok(mut entries) => entries.next().is_some(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(cache_error(e.to_string())),
     };
-    let options = open_options(allow_file);
+    // Only ever a cache of ours: a git directory with more packs than any fetch leaves.
+    if exists && dir.join("HEAD").is_file() && pack_count(dir) > MAX_PACKS {
+        std::fs::remove_dir_all(dir).map_err(|e| cache_error(format!("starting afresh: {e}")))?;
+        exists = false;
+    }
+    if exists {
+        for lock in LOCKS {
+            match std::fs::remove_file(dir.join(lock)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(cache_error(format!("{lock}: {e}")));
+                }
+                _ => {}
+            }
+        }
+    }
+    let options = open_options(allow_file, limits);
     let repo = if exists {
         gix::open_opts(dir, options.open_path_as_is(true))
             .map_err(|e| cache_error(gix_reason(&e)))?
@@ -114,14 +162,15 @@ fn ssh_diagnostics(log: &Path) -> Option<String> {
     (!last.is_empty()).then(|| last.chars().take(512).collect())
 }
 
-/// Fetches every branch; returns the remote's branches and their commits. Tracking refs of
-/// branches deleted upstream are removed (gix does not prune).
+/// Fetches the followed branch alone, one commit deep, into its tracking ref; `None` if the
+/// remote has no such branch. Aborts as soon as the pack breaks a limit. Tracking refs of
+/// other branches (and of a deleted one) are removed: gix does not prune.
 pub fn fetch(
     repo: &gix::Repository,
     source: &GitSource,
     interrupt: &AtomicBool,
-) -> Result<BTreeMap<String, ObjectId>, SourceError> {
-    let url = source.url.as_str();
+) -> Result<Option<Fetched>, SourceError> {
+    let shown = source.url.to_string();
     // gix passes on only the few ssh messages it recognises and lets the rest (a changed or
     // unknown host key among them) reach the agent's stderr, leaving the status with "failed
     // to fill whole buffer"; so ssh logs to a file that failures quote.
@@ -138,12 +187,16 @@ pub fn fetch(
         ),
         _ => None,
     };
-    let failed = |reason: String| SourceError::Fetch {
-        url: source.url.redacted(),
-        reason: match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
+    // gix's and ssh's messages may quote the URL: they are shown redacted like the URL itself.
+    let failed = |reason: String| {
+        let reason = match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
             Some(ssh) => format!("{reason} (ssh: {ssh})"),
             None => reason,
-        },
+        };
+        SourceError::Fetch {
+            url: shown.clone(),
+            reason: source.url.redact(&reason),
+        }
     };
     let mut repo = repo.clone();
     if let (
@@ -166,17 +219,21 @@ pub fn fetch(
         config.commit().map_err(|e| failed(gix_reason(&e)))?;
     }
 
+    let wanted = format!("refs/heads/{}", source.branch);
+    let tracking = format!("{TRACKING_PREFIX}{}", source.branch);
+    // Forced, so a force-pushed branch is followed rather than refused.
+    let refspec = format!("+{wanted}:{tracking}");
     let remote = repo
-        .remote_at(url)
+        .remote_at(source.url.gix().clone())
         .map_err(|e| failed(gix_reason(&e)))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
-        .with_refspecs([FETCH_REFSPEC], gix::remote::Direction::Fetch)
+        .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
         .map_err(|e| failed(gix_reason(&e)))?;
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| failed(gix_reason(&e)))?;
 
-    if url.starts_with("https://") {
+    if source.url.is_https() {
         connection = connection.with_transport_options(Box::new(http_options(&repo, source)?));
     }
 
@@ -188,10 +245,7 @@ pub fn fetch(
         }),
         _ => None,
     };
-    let expected_host = gix::url::parse(url.as_bytes().as_bstr())
-        .map_err(|e| failed(gix_reason(&e)))?
-        .host()
-        .map(ToOwned::to_owned);
+    let expected_host = source.url.host().map(ToOwned::to_owned);
     // Always installed, so git's credential helpers are never consulted; credentials go only
     // to the repository's own host (not to a host a redirect names).
     let connection = connection.with_credentials(move |action| match action {
@@ -212,25 +266,93 @@ pub fn fetch(
         _ => Ok(None),
     });
 
-    let outcome = connection
+    // The refspec names one ref, so the server lists (protocol v2) and sends only that one.
+    let prepare = connection
         .prepare_fetch(
             gix::progress::Discard,
             gix::remote::ref_map::Options::default(),
         )
-        .map_err(|e| failed(gix_reason(&e)))?
-        .with_write_packed_refs_only(true)
-        .receive(gix::progress::Discard, interrupt)
         .map_err(|e| failed(gix_reason(&e)))?;
-
-    let mut heads = BTreeMap::new();
-    for r in &outcome.ref_map.remote_refs {
+    let remote_head = prepare.ref_map().remote_refs.iter().find_map(|r| {
         let (name, target, peeled) = r.unpack();
-        if let (Some(branch), Some(id)) = (name.strip_prefix(b"refs/heads/"), peeled.or(target)) {
-            heads.insert(branch.to_str_lossy().into_owned(), id.to_owned());
-        }
+        (name == wanted.as_bytes())
+            .then(|| peeled.or(target).map(ToOwned::to_owned))
+            .flatten()
+    });
+    let Some(commit) = remote_head else {
+        drop(prepare);
+        prune_tracking_refs(&repo, None).map_err(failed)?;
+        return Ok(None);
+    };
+    let have = repo
+        .try_find_reference(tracking.as_str())
+        .ok()
+        .flatten()
+        .and_then(|r| r.target().try_id().map(ToOwned::to_owned));
+    // Nothing new: a shallow fetch would negotiate the tip again for an empty pack.
+    if have == Some(commit) && repo.has_object(commit) {
+        drop(prepare);
+        prune_tracking_refs(&repo, Some(&tracking)).map_err(failed)?;
+        return Ok(Some(Fetched {
+            commit,
+            received: Received::default(),
+        }));
     }
-    prune_tracking_refs(&repo, &heads).map_err(failed)?;
-    Ok(heads)
+
+    let limits = &source.limits;
+    let meter = Meter::new(PackLimits {
+        max_bytes: limits.max_pack_bytes,
+        max_objects: limits.max_pack_objects,
+        max_inflated_bytes: limits.max_inflated_bytes,
+    });
+    // One commit deep: a new or rewritten history costs its tip, not its past. The objects of
+    // the commit we have are still left out (it is sent as a `have`).
+    let prepare = prepare
+        .with_write_packed_refs_only(true)
+        .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(NonZeroU32::MIN));
+    let done = AtomicBool::new(false);
+    let received = std::thread::scope(|scope| {
+        // gix polls one flag: the meter's, which the caller's interrupt is forwarded to.
+        let watcher = scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                if interrupt.load(Ordering::SeqCst) {
+                    meter.stop();
+                    break;
+                }
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+        });
+        let received = prepare.receive(meter.clone(), meter.stop_flag());
+        done.store(true, Ordering::SeqCst);
+        watcher.thread().unpark();
+        received
+    });
+    if let Some(exceeded) = meter.exceeded() {
+        // Stopped, or (the bound crossed by the very last read) complete: either way the
+        // branch is not taken, so the next fetch asks for it again.
+        if received.is_ok() {
+            remove_ref(&repo, &tracking).map_err(failed)?;
+        }
+        return Err(SourceError::PackLimit {
+            url: shown.clone(),
+            reason: exceeded.to_string(),
+        });
+    }
+    if received.is_err() && interrupt.load(Ordering::SeqCst) {
+        return Err(failed("interrupted".into()));
+    }
+    received.map_err(|e| failed(gix_reason(&e)))?;
+    prune_tracking_refs(&repo, Some(&tracking)).map_err(failed)?;
+    let received = meter.received();
+    tracing::info!(
+        repo = %source.url,
+        branch = %source.branch,
+        %commit,
+        pack_bytes = received.bytes,
+        objects = received.objects,
+        "fetched"
+    );
+    Ok(Some(Fetched { commit, received }))
 }
 
 fn http_options(
@@ -238,12 +360,13 @@ fn http_options(
     source: &GitSource,
 ) -> Result<gix_http::Options, SourceError> {
     let failed = |reason: String| SourceError::Fetch {
-        url: source.url.redacted(),
-        reason,
+        url: source.url.to_string(),
+        reason: source.url.redact(&reason),
     };
     // Start from the repository's options: a fresh object would drop gix's own settings.
+    let url = source.url.gix().to_bstring();
     let mut options: gix_http::Options = match repo
-        .transport_options(source.url.as_str(), None)
+        .transport_options(url.as_bstr(), None)
         .map_err(|e| failed(gix_reason(&e)))?
     {
         Some(any) => any
@@ -287,10 +410,8 @@ fn http_options(
     Ok(options)
 }
 
-fn prune_tracking_refs(
-    repo: &gix::Repository,
-    heads: &BTreeMap<String, ObjectId>,
-) -> Result<(), String> {
+/// Removes every tracking ref but `keep`.
+fn prune_tracking_refs(repo: &gix::Repository, keep: Option<&str>) -> Result<(), String> {
     let platform = repo.references().map_err(|e| gix_reason(&e))?;
     let mut stale = Vec::new();
     for r in platform
@@ -298,11 +419,7 @@ fn prune_tracking_refs(
         .map_err(|e| gix_reason(&e))?
     {
         let r = r.map_err(|e| e.to_string())?;
-        let name = r.name().as_bstr();
-        let branch = name
-            .strip_prefix(TRACKING_PREFIX.as_bytes())
-            .unwrap_or(name.as_bytes());
-        if !heads.contains_key(branch.to_str_lossy().as_ref()) {
+        if keep.is_none_or(|keep| r.name().as_bstr() != keep.as_bytes()) {
             stale.push(r);
         }
     }
@@ -312,9 +429,34 @@ fn prune_tracking_refs(
     Ok(())
 }
 
+fn remove_ref(repo: &gix::Repository, name: &str) -> Result<(), String> {
+    match repo.try_find_reference(name).map_err(|e| gix_reason(&e))? {
+        Some(r) => r.delete().map_err(|e| gix_reason(&e)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_caps_allocations_by_object_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = TreeLimits {
+            max_inflated_bytes: 12345678,
+            ..TreeLimits::default()
+        };
+        for _ in 0..2 {
+            // Created, then opened.
+            let repo = open_cache(&dir.path().join("cache"), false, &limits).unwrap();
+            assert_eq!(
+                repo.config_snapshot()
+                    .integer("gitoxide.objects.allocLimit"),
+                Some(12345678)
+            );
+        }
+    }
 
     #[test]
     fn ssh_diagnostics_quote_the_last_lines_without_the_banner() {

@@ -1,9 +1,11 @@
 //! Fetch step: the tenant's repository through gix over HTTPS, SSH or `file://`, one bare
-//! cache per tenant, incremental fetches, branch → commit, and the commit's files read from
-//! its tree without a worktree, within limits.
+//! cache per tenant, incremental shallow fetches of the followed branch alone with the pack's
+//! size bounded while it arrives, branch → commit, and the commit's files read from its tree
+//! without a worktree, within limits.
 
 mod fetch;
 mod local;
+mod meter;
 mod tree;
 mod url;
 
@@ -18,7 +20,7 @@ pub use url::{RepoUrl, validate_url};
 use crate::render::SourceFile;
 
 /// How the agent authenticates to the repository server.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub enum Auth {
     #[default]
     None,
@@ -30,6 +32,27 @@ pub enum Auth {
         private_key: PathBuf,
         known_hosts: PathBuf,
     },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"***")
+                .finish(),
+            Self::Ssh {
+                private_key,
+                known_hosts,
+            } => f
+                .debug_struct("Ssh")
+                .field("private_key", private_key)
+                .field("known_hosts", known_hosts)
+                .finish(),
+        }
+    }
 }
 
 impl Auth {
@@ -90,6 +113,8 @@ pub struct Revision {
     pub commit: String,
     /// Every regular file of the commit, paths relative to the repository root.
     pub files: Vec<SourceFile>,
+    /// Bytes of pack data this fetch received (0 when the branch had not moved).
+    pub received_bytes: u64,
 }
 
 /// Why a revision could not be fetched. No variant carries credentials.
@@ -101,6 +126,11 @@ pub enum SourceError {
     Cache { path: PathBuf, reason: String },
     #[error("fetching {url}: {reason}")]
     Fetch { url: String, reason: String },
+    /// The pack broke a bound while it arrived (bytes, objects, inflated size).
+    #[error("fetching {url}: {reason}")]
+    PackLimit { url: String, reason: String },
+    #[error("invalid branch name {0:?}")]
+    Branch(String),
     #[error("branch {branch} does not exist in {url}")]
     BranchNotFound { url: String, branch: String },
     #[error("reading commit {commit}: {reason}")]
@@ -118,6 +148,8 @@ impl SourceError {
             Self::Url(_) => "Url",
             Self::Cache { .. } => "Cache",
             Self::Fetch { .. } => "Fetch",
+            Self::PackLimit { .. } => "PackLimit",
+            Self::Branch(_) => "Branch",
             Self::BranchNotFound { .. } => "BranchNotFound",
             Self::Tree { .. } => "Tree",
             Self::Refused { .. } => "Refused",
@@ -129,20 +161,23 @@ impl SourceError {
 impl GitSource {
     /// Fetches the branch and reads its head commit. Blocking: call from a blocking thread.
     pub fn fetch(&self, interrupt: &AtomicBool) -> Result<Revision, SourceError> {
-        let repo = fetch::open_cache(&self.cache_dir, self.url.is_file())?;
-        let heads = fetch::fetch(&repo, self, interrupt)?;
-        let commit =
-            heads
-                .get(&self.branch)
-                .copied()
-                .ok_or_else(|| SourceError::BranchNotFound {
-                    url: self.url.redacted(),
-                    branch: self.branch.clone(),
-                })?;
-        let files = tree::read(&repo, commit, &self.limits)?;
+        // The name goes into a refspec: no patterns, no second side, nothing git would refuse.
+        if gix::refs::FullName::try_from(format!("refs/heads/{}", self.branch)).is_err()
+            || self.branch.contains(['*', ':'])
+        {
+            return Err(SourceError::Branch(self.branch.clone()));
+        }
+        let repo = fetch::open_cache(&self.cache_dir, self.url.is_file(), &self.limits)?;
+        let fetched =
+            fetch::fetch(&repo, self, interrupt)?.ok_or_else(|| SourceError::BranchNotFound {
+                url: self.url.to_string(),
+                branch: self.branch.clone(),
+            })?;
+        let files = tree::read(&repo, fetched.commit, &self.limits)?;
         Ok(Revision {
-            commit: commit.to_string(),
+            commit: fetched.commit.to_string(),
             files,
+            received_bytes: fetched.received.bytes,
         })
     }
 }

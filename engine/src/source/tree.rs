@@ -9,12 +9,20 @@ use gix::objs::tree::EntryKind;
 use super::{SourceError, gix_reason};
 use crate::render::SourceFile;
 
-/// Bounds on what one revision may hold.
-#[derive(Clone, Copy, Debug)]
+/// Bounds on what one fetch may receive (enforced while the pack arrives) and on what one
+/// revision may hold (checked from object headers before a file is loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TreeLimits {
     pub max_files: usize,
     pub max_file_size: u64,
     pub max_total_bytes: u64,
+    /// Bytes of pack data one fetch may receive.
+    pub max_pack_bytes: u64,
+    /// Objects one fetch's pack may hold.
+    pub max_pack_objects: u64,
+    /// What the objects of one fetch's pack may inflate to, and the largest single allocation
+    /// object data may cause (a few KiB of pack can claim to inflate to gigabytes).
+    pub max_inflated_bytes: u64,
 }
 
 impl Default for TreeLimits {
@@ -23,6 +31,9 @@ impl Default for TreeLimits {
             max_files: 10_000,
             max_file_size: 4 * 1024 * 1024,
             max_total_bytes: 64 * 1024 * 1024,
+            max_pack_bytes: 64 * 1024 * 1024,
+            max_pack_objects: 100_000,
+            max_inflated_bytes: 128 * 1024 * 1024,
         }
     }
 }
