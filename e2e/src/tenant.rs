@@ -114,6 +114,11 @@ impl TestTenant {
         }
     }
 
+    /// The agent's repository cache.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        self.cache.path()
+    }
+
     /// `berth-agent run` against `url` as this tenant's ServiceAccount, not yet started.
     pub fn command(&self, url: &str, extra: &[&str]) -> Command {
         self.command_under(Command::new(agent_binary()), url, extra)

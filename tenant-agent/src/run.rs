@@ -145,7 +145,7 @@ pub async fn main(args: RunArgs) -> u8 {
 }
 
 async fn build(args: &RunArgs) -> Result<Agent, String> {
-    let url = validate_url(&args.repo)?;
+    let url = validate_url(&args.repo).map_err(|e| format!("--repo: {e}"))?;
     let auth = Auth::from_flags(
         &url,
         args.username.as_deref(),

@@ -20,17 +20,12 @@ use serde_json::json;
 
 use crate::support::{eventually, service_account_token, status_code};
 
-/// Whether RBAC lets `user` (in the authenticated group) `verb` `resource` in `namespace`.
-async fn allowed(
-    admin: &Client,
-    user: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    subresource: Option<&str>,
-    namespace: &str,
-    name: Option<&str>,
-) -> bool {
+/// A request as RBAC sees it: verb, API group, resource, subresource, object name.
+type Access<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+/// Whether RBAC lets `user` (in the authenticated group) make `access` in `namespace`.
+async fn allowed(admin: &Client, user: &str, namespace: &str, access: Access<'_>) -> bool {
+    let (verb, group, resource, subresource, name) = access;
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.into()),
@@ -104,8 +99,8 @@ async fn members_and_tenant_pods_cannot_become_the_agent_or_write_its_evidence()
         for member in ["alice", "bob"] {
             // The roles do grant these powers, in the tenant's namespace: the checks below are
             // not vacuous.
-            assert!(allowed(&admin, member, "impersonate", "", "serviceaccounts", None, &tenant, Some("default")).await, "{member}");
-            assert!(allowed(&admin, member, "update", "apps", "deployments", None, &tenant, None).await, "{member}");
+            assert!(allowed(&admin, member, &tenant, ("impersonate", "", "serviceaccounts", None, Some("default"))).await, "{member}");
+            assert!(allowed(&admin, member, &tenant, ("update", "apps", "deployments", None, None)).await, "{member}");
             // But nothing of the agent's.
             for (verb, group, resource, sub, name) in [
                 ("impersonate", "", "serviceaccounts", None, Some("berth-agent")),
@@ -118,7 +113,7 @@ async fn members_and_tenant_pods_cannot_become_the_agent_or_write_its_evidence()
                 ("create", "", "pods", None, None),
             ] {
                 assert!(
-                    !allowed(&admin, member, verb, group, resource, sub, &home, name).await,
+                    !allowed(&admin, member, &home, (verb, group, resource, sub, name)).await,
                     "{member} may {verb} {resource}/{} {name:?} in the agent's namespace",
                     sub.unwrap_or_default()
                 );
@@ -126,9 +121,9 @@ async fn members_and_tenant_pods_cannot_become_the_agent_or_write_its_evidence()
             // The evidence, anywhere: the agent's namespace and the tenant's own.
             for ns in [&home, &tenant] {
                 for verb in ["create", "update", "patch", "delete"] {
-                    assert!(!allowed(&admin, member, verb, "wgpolicyk8s.io", "policyreports", None, ns, None).await, "{member} {verb} policyreports in {ns}");
-                    assert!(!allowed(&admin, member, verb, "berth.dev", "tenantsyncs", None, ns, None).await, "{member} {verb} tenantsyncs in {ns}");
-                    assert!(!allowed(&admin, member, verb, "berth.dev", "tenantsyncs", Some("status"), ns, None).await, "{member} {verb} tenantsyncs/status in {ns}");
+                    assert!(!allowed(&admin, member, ns, (verb, "wgpolicyk8s.io", "policyreports", None, None)).await, "{member} {verb} policyreports in {ns}");
+                    assert!(!allowed(&admin, member, ns, (verb, "berth.dev", "tenantsyncs", None, None)).await, "{member} {verb} tenantsyncs in {ns}");
+                    assert!(!allowed(&admin, member, ns, (verb, "berth.dev", "tenantsyncs", Some("status"), None)).await, "{member} {verb} tenantsyncs/status in {ns}");
                 }
             }
             // And real requests as the member say the same: 403.

@@ -4,13 +4,10 @@
 //! memory stays bounded and the last good revision stays applied; secrets planted in URLs show
 //! up nowhere (agent output, TenantSync, Events, PolicyReports).
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use berth_e2e::blob::{Content, commit_large_file, dir_size};
-use berth_e2e::{
-    HttpsGitServer, TestRepo, agent_binary, in_namespace, install_crds, peak_rss_kib,
-    provision_tenant, token_kubeconfig,
-};
+use berth_e2e::{HttpsGitServer, TestRepo, TestTenant, in_namespace, peak_rss_kib};
 use berth_engine::api::{SyncResult, TenantSync, TenantSyncStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, DynamicObject, ListParams};
@@ -19,123 +16,50 @@ use kube::{Api, Client};
 const MIB: u64 = 1024 * 1024;
 const USERNAME: &str = "git";
 const PASSWORD: &str = "e2e-limits-Pa55-9c1d";
-/// Same marker as the e2e library's `run_once`, so [`peak_rss_kib`] reads it.
-const PEAK_RSS_FORMAT: &str = "berth-e2e peak RSS KiB: %M";
 
-/// A tenant provisioned as the operator does it, its agent's status in its own home namespace
-/// (`berth-agent-<tenant>`), and `berth-agent run --once` for it.
-struct Agent {
-    name: String,
-    namespace: String,
-    home: String,
-    kubeconfig: tempfile::NamedTempFile,
-    cache: tempfile::TempDir,
+/// `berth-agent run --once` for the tenant, logging JSON (so [`pack_bytes`] can read it).
+fn run_once(agent: &TestTenant, url: &str, extra: &[&str]) -> Output {
+    agent.run_once(url, &[&["--log-format", "json"][..], extra].concat())
 }
 
-impl Agent {
-    async fn provision(
-        cp: &berth_e2e::ControlPlane,
-        admin: &Client,
-        name: &str,
-        namespace: &str,
-    ) -> Self {
-        install_crds(admin).await;
-        let tenant = format!(
-            "apiVersion: berth.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec:\n  namespaces: [{namespace}]\n  source: {{url: 'file:///unused'}}\n"
-        );
-        provision_tenant(cp, &tenant, namespace);
-        let home = format!("berth-agent-{name}");
-        let (kubeconfig, _) = token_kubeconfig(cp, admin, &home, "berth-agent").await;
-        Self {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-            home,
-            kubeconfig,
-            cache: tempfile::tempdir().expect("cache dir"),
-        }
-    }
+async fn status(client: &Client, home: &str) -> TenantSyncStatus {
+    Api::<TenantSync>::namespaced(client.clone(), home)
+        .get("berth")
+        .await
+        .expect("TenantSync berth")
+        .status
+        .unwrap_or_default()
+}
 
-    /// `berth-agent run --once` under GNU time, logging JSON.
-    fn run_once(&self, url: &str, extra: &[&str]) -> Output {
-        let mut cmd = Command::new("/usr/bin/time");
-        cmd.args(["--format", PEAK_RSS_FORMAT, "--"])
-            .arg(agent_binary())
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "--once",
-                "--tenant",
-                &self.name,
-            ])
-            .args([
-                "--namespace",
-                &self.namespace,
-                "--home-namespace",
-                &self.home,
-            ])
-            .args(["--repo", url])
-            .arg("--cache-dir")
-            .arg(self.cache.path())
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", self.kubeconfig.path())
-            .env("RUST_LOG", "info");
-        if let Some(kustomize) = std::env::var_os("BERTH_KUSTOMIZE") {
-            cmd.env("BERTH_KUSTOMIZE", kustomize);
-        }
-        let out = cmd
-            .output()
-            .expect("running berth-agent under /usr/bin/time");
-        eprintln!(
-            "berth-agent exited {:?}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    async fn status(&self, client: &Client) -> TenantSyncStatus {
-        Api::<TenantSync>::namespaced(client.clone(), &self.home)
-            .get("berth")
-            .await
-            .expect("TenantSync berth")
-            .status
-            .unwrap_or_default()
-    }
-
-    /// Everything the agent wrote that a person reads: its TenantSync, the Events and the
-    /// PolicyReports of its home namespace, as JSON.
-    async fn records(&self, client: &Client) -> String {
-        let sync = Api::<TenantSync>::namespaced(client.clone(), &self.home)
-            .get_opt("berth")
-            .await
-            .expect("TenantSync");
-        let events =
-            Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &self.home)
-                .list(&ListParams::default())
-                .await
-                .expect("Events");
-        let reports = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            &self.home,
-            &berth_engine::report::resource(),
-        )
+/// Everything the agent wrote that a person reads: its TenantSync, the Events and the
+/// PolicyReports of its home namespace, as JSON.
+async fn records(client: &Client, home: &str) -> String {
+    let sync = Api::<TenantSync>::namespaced(client.clone(), home)
+        .get_opt("berth")
+        .await
+        .expect("TenantSync");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), home)
         .list(&ListParams::default())
         .await
-        .expect("PolicyReports");
-        assert!(!events.items.is_empty(), "the agent recorded Events");
-        serde_json::json!({ "sync": sync, "events": events.items, "reports": reports.items })
-            .to_string()
-    }
+        .expect("Events");
+    let reports = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        home,
+        &berth_engine::report::resource(),
+    )
+    .list(&ListParams::default())
+    .await
+    .expect("PolicyReports");
+    assert!(!events.items.is_empty(), "the agent recorded Events");
+    serde_json::json!({ "sync": sync, "events": events.items, "reports": reports.items })
+        .to_string()
+}
 
-    /// Deletes the home namespace (the test namespace is deleted by `in_namespace`).
-    async fn remove(&self, client: &Client) {
-        let _ = Api::<Namespace>::all(client.clone())
-            .delete(&self.home, &DeleteParams::default())
-            .await;
-    }
+/// Deletes the agent's namespace (the test namespace is deleted by `in_namespace`).
+async fn remove(client: &Client, home: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(home, &DeleteParams::default())
+        .await;
 }
 
 fn config_map(value: &str) -> String {
@@ -171,7 +95,7 @@ fn password_file() -> tempfile::NamedTempFile {
 #[tokio::test]
 async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounded_memory() {
     in_namespace("fetch-limits", |cp, admin, ns| async move {
-        let agent = Agent::provision(cp, &admin, "team-fetch-limits", &ns.name).await;
+        let agent = TestTenant::provision(cp, &admin, "team-fetch-limits", &ns.name).await;
         let repo = TestRepo::new();
         repo.write("config.yaml", config_map("good"));
         let good = repo.commit("good");
@@ -198,10 +122,10 @@ async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounde
         ];
 
         // (a) The followed branch applies; the blob next to it is never downloaded.
-        let out = agent.run_once(&url, &auth);
+        let out = run_once(&agent, &url, &auth);
         assert_eq!(out.status.code(), Some(0));
         let received = pack_bytes(&out).expect("the agent logs what it fetched");
-        let cache = dir_size(agent.cache.path());
+        let cache = dir_size(agent.cache_dir());
         let peak = peak_rss_kib(&out);
         eprintln!(
             "unfollowed branch: {received} bytes received, cache {cache} bytes, peak RSS {peak} KiB"
@@ -209,18 +133,18 @@ async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounde
         assert!(received < 64 * 1024, "{received} bytes received");
         assert!(cache < MIB, "cache of {cache} bytes");
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("good"));
-        let s = agent.status(&admin).await;
+        let s = status(&admin, &agent.home).await;
         assert_eq!(s.result, SyncResult::Applied);
         assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
 
         // (b) Followed, the blob is refused while it arrives, by name; memory stays bounded
         // and the last good revision stays applied.
-        let out = agent.run_once(&url, &[&auth[..], &["--branch", "big"]].concat());
+        let out = run_once(&agent, &url, &[&auth[..], &["--branch", "big"]].concat());
         assert_eq!(out.status.code(), Some(1));
         let peak = peak_rss_kib(&out);
-        let cache = dir_size(agent.cache.path());
+        let cache = dir_size(agent.cache_dir());
         eprintln!("followed branch: peak RSS {peak} KiB, cache {cache} bytes");
-        let s = agent.status(&admin).await;
+        let s = status(&admin, &agent.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
             s.message.starts_with(&format!(
@@ -236,18 +160,18 @@ async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounde
         );
         assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("good"));
-        let records = agent.records(&admin).await;
+        let records = records(&admin, &agent.home).await;
         assert!(records.contains("the repository's pack exceeds 64 MiB"));
 
         // The same agent goes on with the branch it follows.
         repo.write("config.yaml", config_map("after"));
         let after = repo.commit("after");
-        let out = agent.run_once(&url, &auth);
+        let out = run_once(&agent, &url, &auth);
         assert_eq!(out.status.code(), Some(0));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("after"));
-        let s = agent.status(&admin).await;
+        let s = status(&admin, &agent.home).await;
         assert_eq!(s.last_applied_revision.as_deref(), Some(after.as_str()));
-        agent.remove(&admin).await;
+        remove(&admin, &agent.home).await;
         Ok(())
     })
     .await;
@@ -256,7 +180,7 @@ async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounde
 #[tokio::test]
 async fn secrets_planted_in_urls_show_up_nowhere() {
     in_namespace("url-secrets", |cp, admin, ns| async move {
-        let agent = Agent::provision(cp, &admin, "team-url-secrets", &ns.name).await;
+        let agent = TestTenant::provision(cp, &admin, "team-url-secrets", &ns.name).await;
         let repo = TestRepo::new();
         repo.write("config.yaml", config_map("good"));
         let good = repo.commit("good");
@@ -278,7 +202,7 @@ async fn secrets_planted_in_urls_show_up_nowhere() {
             "--password-file",
             password.path().to_str().expect("UTF-8"),
         ];
-        let out = agent.run_once(&url, &auth);
+        let out = run_once(&agent, &url, &auth);
         assert_eq!(out.status.code(), Some(0));
 
         let keys = tempfile::tempdir()?;
@@ -325,7 +249,7 @@ async fn secrets_planted_in_urls_show_up_nowhere() {
         let mut secrets = vec![PASSWORD];
         for (hostile_url, secret, args) in &hostile {
             secrets.push(secret);
-            let out = agent.run_once(hostile_url, args);
+            let out = run_once(&agent, hostile_url, args);
             assert_eq!(out.status.code(), Some(1), "{hostile_url}");
             for (what, text) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
                 let text = String::from_utf8_lossy(text);
@@ -336,7 +260,7 @@ async fn secrets_planted_in_urls_show_up_nowhere() {
             }
         }
         // The accepted one failed at the fetch, which the status says with the user hidden.
-        let s = agent.status(&admin).await;
+        let s = status(&admin, &agent.home).await;
         assert_eq!(s.result, SyncResult::Failed);
         assert!(
             s.message
@@ -347,7 +271,7 @@ async fn secrets_planted_in_urls_show_up_nowhere() {
         assert_eq!(s.last_applied_revision.as_deref(), Some(good.as_str()));
         assert_eq!(settings(&admin, &ns.name).await.as_deref(), Some("good"));
 
-        let records = agent.records(&admin).await;
+        let records = records(&admin, &agent.home).await;
         assert!(records.contains("fetching ssh://***@127.0.0.1:9/srv/repo.git"));
         for secret in &secrets {
             assert!(
@@ -355,7 +279,7 @@ async fn secrets_planted_in_urls_show_up_nowhere() {
                 "{secret} in the TenantSync, Events or PolicyReports"
             );
         }
-        agent.remove(&admin).await;
+        remove(&admin, &agent.home).await;
         Ok(())
     })
     .await;

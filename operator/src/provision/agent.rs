@@ -312,7 +312,9 @@ pub fn agent_deployment(
         readiness_probe: Some(probe("/readyz")),
         resources: Some(ResourceRequirements {
             requests: Some(quantities([("cpu", "10m"), ("memory", "64Mi")])),
-            limits: Some(quantities([("cpu", "500m"), ("memory", "256Mi")])),
+            // Room for kustomize under its own 512 MiB limit, so an oversized render gets the
+            // named error rather than the container being killed.
+            limits: Some(quantities([("cpu", "500m"), ("memory", "768Mi")])),
             ..ResourceRequirements::default()
         }),
         security_context: Some(SecurityContext {
@@ -418,7 +420,7 @@ mod tests {
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
         assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
-        assert_eq!(c["resources"]["limits"]["memory"], "256Mi");
+        assert_eq!(c["resources"]["limits"]["memory"], "768Mi");
         assert_eq!(c["resources"]["requests"]["cpu"], "10m");
         let args: Vec<&str> = c["args"]
             .as_array()

@@ -213,7 +213,7 @@ async fn report_keys(client: &Client, tenant: &Tenant) -> Result<Vec<ReportKey>,
     let existing = secrets
         .get_opt(agent::REPORT_KEY_SECRET)
         .await
-        .map_err(|source| api_error(source))?
+        .map_err(api_error)?
         .and_then(|s| s.data)
         .and_then(|mut d| d.remove(agent::REPORT_KEY_FILE))
         .and_then(|key| ReportSigner::from_pkcs8(&key.0).ok());
