@@ -52,6 +52,7 @@ fn apply_as(cp: &ControlPlane, user: &str, namespace: &str, yaml: &str) -> Outpu
 
 const PRIVILEGED: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: privileged, labels: {team: a}}\nspec:\n  containers:\n  - {name: app, image: 'registry.example/app:1', securityContext: {privileged: true}}\n";
 const HOST_PATH: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: host-path, labels: {team: a}}\nspec:\n  volumes: [{name: root, hostPath: {path: /}}]\n  containers:\n  - {name: app, image: 'registry.example/app:1', volumeMounts: [{name: root, mountPath: /host}]}\n";
+const HOST_NETWORK: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: host-network, labels: {team: a}}\nspec:\n  hostNetwork: true\n  containers:\n  - {name: app, image: 'registry.example/app:1'}\n";
 /// A Pod Kubernetes' restricted Pod Security admits, without the label the tenant's policy
 /// requires: only Berth's webhook refuses it.
 const UNLABELLED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: unlabelled}\nspec:\n  securityContext: {runAsNonRoot: true, runAsUser: 10001, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: app\n    image: 'registry.example/app:1.2.3'\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n    resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 100m, memory: 64Mi}}\n";
@@ -126,10 +127,10 @@ async fn member_writes_are_checked_at_admission_with_the_tenants_own_policy() {
             assert!(stderr.contains(refused_by), "{stderr}");
         }
         // Everything else, Pods included, is Berth's webhook's to refuse, naming the rule.
-        let privileged = deployment_of(PRIVILEGED, "privileged");
+        let host_network = deployment_of(HOST_NETWORK, "host-network");
         let host_path = deployment_of(HOST_PATH, "host-path");
         for (yaml, rule) in [
-            (privileged.as_str(), "pod-security/no-privileged"),
+            (host_network.as_str(), "pod-security/no-host-namespaces"),
             (host_path.as_str(), "pod-security/no-host-path"),
             (UNLABELLED, "labels/required-labels"),
             (UNLABELLED_POD, "labels/required-labels"),
@@ -205,7 +206,7 @@ async fn member_writes_are_checked_at_admission_with_the_tenants_own_policy() {
             "the admission report is signed with the tenant's key"
         );
         for rule in [
-            "pod-security/no-privileged",
+            "pod-security/no-host-namespaces",
             "pod-security/no-host-path",
             "labels/required-labels",
         ] {
@@ -225,7 +226,7 @@ async fn member_writes_are_checked_at_admission_with_the_tenants_own_policy() {
         repo.write(
             "bad.yaml",
             format!(
-                "{PRIVILEGED}---\n{HOST_PATH}---\n{UNLABELLED}---\n{privileged}---\n{host_path}"
+                "{PRIVILEGED}---\n{HOST_PATH}---\n{UNLABELLED}---\n{host_network}---\n{host_path}"
             ),
         );
         repo.commit("the same objects through Git");
