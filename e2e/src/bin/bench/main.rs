@@ -2,8 +2,11 @@
 //! medians (the machines are shared and noisy; nothing here is asserted).
 //!
 //! Measures: idle RSS of a running agent; API requests and time of a no-op reconcile of 1,000
-//! objects; trigger-to-applied latency; policy evaluation time per object (in process).
+//! objects; trigger-to-applied latency; policy evaluation time per object (in process); the
+//! admission webhook's latency per request (through the API server, with and without it).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod admission;
 
 use std::time::{Duration, Instant};
 
@@ -177,7 +180,7 @@ async fn main() {
     let repo = TestRepo::new();
     repo.write("objects.yaml", config_maps("0"));
     repo.commit("1000 objects");
-    let syncs = Api::<TenantSync>::namespaced(admin.clone(), &ns.name);
+    let syncs = Api::<TenantSync>::namespaced(admin.clone(), &tenant.home);
     let config_maps_api = Api::<ConfigMap>::namespaced(admin.clone(), &ns.name);
 
     let addr = free_addr();
@@ -279,6 +282,7 @@ async fn main() {
     }
     let opa_batch = opa_eval_per_object(&corpus);
     let conftest = conftest_per_object(&corpus);
+    let admission = admission::measure(cp, &admin, &ns.name).await;
 
     ns.delete(&admin).await;
     println!("Berth tenant agent benchmark ({OBJECTS} objects, {ROUNDS} rounds, release build)");
@@ -333,5 +337,6 @@ async fn main() {
         ),
         None => println!("  conftest: not measured (BERTH_CONFTEST unset)"),
     }
+    admission.print();
     println!("  agent exit code after SIGTERM: {code:?}");
 }
