@@ -1,6 +1,7 @@
 //! Guard rails, checked before policy: every object must land in one of the tenant's
-//! namespaces, be namespaced, and be of a kind the platform allows. Pure; the API server's
-//! discovery is passed in as a scope lookup.
+//! namespaces, be namespaced, be of a kind the platform allows, and not take a name Berth
+//! reserves for what it provisions. Pure; the API server's discovery is passed in as a scope
+//! lookup.
 
 use std::fmt;
 
@@ -78,6 +79,15 @@ pub enum RefusalReason {
     OutsideTenant { namespace: String },
     KindNotAllowed,
     UnknownKind,
+    ReservedName,
+}
+
+/// Names Berth gives what it provisions in a tenant's namespaces (the agent's Role and
+/// RoleBinding, the isolation policy, quota, limits, member bindings): `berth` and anything
+/// starting with `berth-` are the operator's, so a repository can never declare (and so take
+/// over or prune) one of them.
+pub fn reserved_name(name: &str) -> bool {
+    name == "berth" || name.starts_with("berth-")
 }
 
 impl RefusalReason {
@@ -88,6 +98,7 @@ impl RefusalReason {
             Self::OutsideTenant { .. } => "OutsideTenant",
             Self::KindNotAllowed => "KindNotAllowed",
             Self::UnknownKind => "UnknownKind",
+            Self::ReservedName => "ReservedName",
         }
     }
 }
@@ -101,6 +112,9 @@ impl fmt::Display for RefusalReason {
             }
             Self::KindNotAllowed => f.write_str("this kind is not allowed by the platform"),
             Self::UnknownKind => f.write_str("this kind is not served by the cluster"),
+            Self::ReservedName => f.write_str(
+                "names `berth` and `berth-…` are reserved for what Berth provisions; rename the object",
+            ),
         }
     }
 }
@@ -150,14 +164,25 @@ pub fn check(
         match manifest.reference.namespace.clone() {
             Some(ns) if !tenant.namespaces.contains(&ns) => {
                 refusals.push(refuse(RefusalReason::OutsideTenant { namespace: ns }));
+                continue;
             }
             Some(_) => {}
             None => match tenant.namespaces.first() {
                 Some(primary) => manifest.set_namespace(primary),
-                None => refusals.push(refuse(RefusalReason::OutsideTenant {
-                    namespace: String::new(),
-                })),
+                None => {
+                    refusals.push(refuse(RefusalReason::OutsideTenant {
+                        namespace: String::new(),
+                    }));
+                    continue;
+                }
             },
+        }
+        if reserved_name(&manifest.reference.name) {
+            refusals.push(Refusal {
+                object: manifest.reference.clone(),
+                origin: manifest.origin.clone(),
+                reason: RefusalReason::ReservedName,
+            });
         }
     }
     refusals
@@ -210,4 +235,255 @@ pub fn builtin_scope(object: &ObjectRef) -> Option<Scope> {
         (group, kind) == key
     }) || matches!(key, ("", "ResourceQuota") | ("", "LimitRange"));
     namespaced.then_some(Scope::Namespaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Manifest {
+        let mut metadata = json!({"name": name});
+        if let Some(ns) = namespace {
+            metadata["namespace"] = ns.into();
+        }
+        Manifest {
+            origin: Origin {
+                file: "app.yaml".into(),
+                document: 1,
+            },
+            reference: ObjectRef {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                namespace: namespace.map(Into::into),
+                name: name.into(),
+            },
+            object: json!({"apiVersion": api_version, "kind": kind, "metadata": metadata}),
+        }
+    }
+
+    /// An object, the allowed kinds, and the refusal expected (label, message) if any.
+    type Case = (
+        Manifest,
+        Vec<&'static str>,
+        Option<(&'static str, &'static str)>,
+    );
+
+    fn tenant(allowed: &[&str]) -> TenantContext {
+        TenantContext {
+            name: "team-a".into(),
+            namespaces: vec!["team-a".into(), "team-a-jobs".into()],
+            allowed_kinds: allowed.iter().map(|k| (*k).to_owned()).collect(),
+            ..TenantContext::default()
+        }
+    }
+
+    /// The scopes of the table below, as the API server's discovery would give them.
+    fn scope(object: &ObjectRef) -> Scope {
+        match object.kind.as_str() {
+            "Widget" => Scope::Unknown,
+            _ => builtin_scope(object).unwrap_or(Scope::Namespaced),
+        }
+    }
+
+    #[test]
+    fn every_rule_refuses_with_its_reason_and_message() {
+        let defaults: Vec<&str> = DEFAULT_ALLOWED_KINDS.to_vec();
+        // (object, allowed kinds, expected refusal label and message, or None when admitted)
+        let cases: Vec<Case> = vec![
+            (
+                manifest("v1", "ConfigMap", Some("team-a"), "app"),
+                defaults.clone(),
+                None,
+            ),
+            (
+                manifest("v1", "ConfigMap", Some("team-a-jobs"), "app"),
+                defaults.clone(),
+                None,
+            ),
+            (
+                manifest("v1", "ConfigMap", None, "defaulted"),
+                defaults.clone(),
+                None,
+            ),
+            (
+                manifest("v1", "ConfigMap", Some("team-b"), "theirs"),
+                defaults.clone(),
+                Some((
+                    "OutsideTenant",
+                    "namespace team-b does not belong to the tenant",
+                )),
+            ),
+            (
+                manifest("v1", "ConfigMap", Some("kube-system"), "theirs"),
+                defaults.clone(),
+                Some((
+                    "OutsideTenant",
+                    "namespace kube-system does not belong to the tenant",
+                )),
+            ),
+            (
+                manifest(
+                    "rbac.authorization.k8s.io/v1",
+                    "ClusterRoleBinding",
+                    None,
+                    "admin",
+                ),
+                defaults.clone(),
+                Some((
+                    "ClusterScoped",
+                    "cluster-scoped kinds are not allowed for tenants",
+                )),
+            ),
+            (
+                manifest("v1", "Namespace", None, "team-a-extra"),
+                vec!["*"],
+                Some((
+                    "ClusterScoped",
+                    "cluster-scoped kinds are not allowed for tenants",
+                )),
+            ),
+            (
+                manifest("example.com/v1", "Widget", Some("team-a"), "w"),
+                vec!["*"],
+                Some(("UnknownKind", "this kind is not served by the cluster")),
+            ),
+            (
+                manifest("v1", "ResourceQuota", Some("team-a"), "more"),
+                defaults.clone(),
+                Some(("KindNotAllowed", "this kind is not allowed by the platform")),
+            ),
+            (
+                manifest("apps/v1", "Deployment", Some("team-a"), "web"),
+                vec!["ConfigMap"],
+                Some(("KindNotAllowed", "this kind is not allowed by the platform")),
+            ),
+            // A kind named without its group matches any group; with one, only that group.
+            (
+                manifest("apps/v1", "Deployment", Some("team-a"), "web"),
+                vec!["Deployment"],
+                None,
+            ),
+            (
+                manifest("apps/v1", "Deployment", Some("team-a"), "web"),
+                vec!["extensions/Deployment"],
+                Some(("KindNotAllowed", "this kind is not allowed by the platform")),
+            ),
+            (
+                manifest(
+                    "networking.k8s.io/v1",
+                    "NetworkPolicy",
+                    Some("team-a"),
+                    "berth-isolation",
+                ),
+                defaults.clone(),
+                Some((
+                    "ReservedName",
+                    "names `berth` and `berth-…` are reserved for what Berth provisions; rename the object",
+                )),
+            ),
+            (
+                manifest(
+                    "rbac.authorization.k8s.io/v1",
+                    "RoleBinding",
+                    Some("team-a"),
+                    "berth-agent",
+                ),
+                defaults.clone(),
+                Some((
+                    "ReservedName",
+                    "names `berth` and `berth-…` are reserved for what Berth provisions; rename the object",
+                )),
+            ),
+            (
+                manifest("v1", "ServiceAccount", None, "berth"),
+                defaults.clone(),
+                Some((
+                    "ReservedName",
+                    "names `berth` and `berth-…` are reserved for what Berth provisions; rename the object",
+                )),
+            ),
+            (
+                manifest("v1", "ServiceAccount", None, "berthold"),
+                defaults.clone(),
+                None,
+            ),
+        ];
+        for (m, allowed, expected) in cases {
+            let mut manifests = vec![m];
+            let refusals = check(&mut manifests, &tenant(&allowed), scope);
+            // Named after defaulting: a refused object always shows its namespace.
+            let described = manifests[0].reference.to_string();
+            let got = refusals
+                .first()
+                .map(|r| (r.reason.label(), r.reason.to_string()));
+            assert_eq!(
+                got.as_ref().map(|(l, m)| (*l, m.as_str())),
+                expected,
+                "{described} with {allowed:?}"
+            );
+            if let Some(r) = refusals.first() {
+                assert_eq!(r.origin.to_string(), "app.yaml (document 1)");
+                assert!(
+                    r.to_string()
+                        .starts_with(&format!("{described} (app.yaml (document 1)): ")),
+                    "{r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn objects_without_a_namespace_go_to_the_primary_one() {
+        let mut manifests = vec![manifest("v1", "ConfigMap", None, "app")];
+        assert!(check(&mut manifests, &tenant(&["*"]), scope).is_empty());
+        assert_eq!(manifests[0].reference.namespace.as_deref(), Some("team-a"));
+        assert_eq!(manifests[0].object["metadata"]["namespace"], "team-a");
+        // A tenant without namespaces has no primary one: refused, not defaulted.
+        let mut manifests = vec![manifest("v1", "ConfigMap", None, "app")];
+        let nowhere = TenantContext {
+            namespaces: vec![],
+            ..tenant(&["*"])
+        };
+        let refusals = check(&mut manifests, &nowhere, scope);
+        assert_eq!(refusals[0].reason.label(), "OutsideTenant");
+    }
+
+    #[test]
+    fn every_object_is_checked_and_each_refusal_reported() {
+        let mut manifests = vec![
+            manifest("v1", "ConfigMap", Some("team-b"), "a"),
+            manifest("v1", "ConfigMap", Some("team-a"), "b"),
+            manifest("v1", "Namespace", None, "c"),
+        ];
+        let labels: Vec<&str> = check(&mut manifests, &tenant(&["*"]), scope)
+            .iter()
+            .map(|r| r.reason.label())
+            .collect();
+        assert_eq!(labels, ["OutsideTenant", "ClusterScoped"]);
+    }
+
+    #[test]
+    fn builtin_scopes_cover_the_default_kinds() {
+        for kind in DEFAULT_ALLOWED_KINDS {
+            let (group, kind) = kind.split_once('/').unwrap_or(("", kind));
+            let api_version = if group.is_empty() {
+                "v1".to_owned()
+            } else {
+                format!("{group}/v1")
+            };
+            let object = manifest(&api_version, kind, Some("team-a"), "x").reference;
+            assert_eq!(builtin_scope(&object), Some(Scope::Namespaced), "{kind}");
+        }
+        let crd = manifest(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "x",
+        )
+        .reference;
+        assert_eq!(builtin_scope(&crd), Some(Scope::Cluster));
+        let widget = manifest("example.com/v1", "Widget", None, "x").reference;
+        assert_eq!(builtin_scope(&widget), None);
+    }
 }

@@ -317,6 +317,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             metrics: metrics.clone(),
             selector: args.tenant_selector.clone(),
             deployment,
+            platform_only: args.platform_repo.is_some(),
         },
         acting.clone(),
     )

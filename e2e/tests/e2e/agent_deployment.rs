@@ -25,6 +25,7 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some("t-git".into()),
+                labels: Some([("berth.dev/tenant".to_owned(), name.clone())].into()),
                 ..ObjectMeta::default()
             },
             data: Some(

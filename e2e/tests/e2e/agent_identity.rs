@@ -71,7 +71,7 @@ async fn members_and_tenant_pods_cannot_become_the_agent_or_write_its_evidence()
         repo.commit("app");
         // Credentials, so the agent's namespace holds a credentials copy as well.
         let secret = Secret {
-            metadata: ObjectMeta { name: Some("t-git".into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta { name: Some("t-git".into()), labels: Some([("berth.dev/tenant".to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
             data: Some([("identity", "key"), ("known_hosts", "hosts")].into_iter()
                 .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
             ..Secret::default()

@@ -53,14 +53,15 @@ async fn tenants_stay_apart_and_within_their_quota() {
         let server_a = HttpsGitServer::start(repo_a.bare().parent().expect("parent"), "git-a", "pass-a-61c0");
         let server_b = HttpsGitServer::start(repo_b.bare().parent().expect("parent"), "git-b", "pass-b-93d7");
         let secrets = Api::<Secret>::namespaced(admin.clone(), &platform.name);
-        for (name, user, password, server) in [("a-git", "git-a", "pass-a-61c0", &server_a), ("b-git", "git-b", "pass-b-93d7", &server_b)] {
+        for (name, tenant, user, password, server) in [("a-git", &a, "git-a", "pass-a-61c0", &server_a), ("b-git", &b, "git-b", "pass-b-93d7", &server_b)] {
             let ca = std::fs::read(server.ca_pem_path())?;
             let data = [("username", user.as_bytes().to_vec()), ("password", password.as_bytes().to_vec()), ("ca.crt", ca)]
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), ByteString(v)))
                 .collect();
             let secret = Secret {
-                metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+                // Labelled for its tenant by the platform: only then may the Tenant name it.
+                metadata: ObjectMeta { name: Some(name.into()), labels: Some([("berth.dev/tenant".to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
                 data: Some(data),
                 ..Secret::default()
             };

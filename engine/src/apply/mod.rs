@@ -46,6 +46,10 @@ pub enum ApplyError {
     DryRun { object: String, message: String },
     #[error("applying {object}: {message}")]
     Apply { object: String, message: String },
+    #[error(
+        "{object} exists and was not created by this tenant's agent: Berth never takes over an object it did not create (rename it in the repository, or delete the existing one)"
+    )]
+    NotOurs { object: String },
     #[error("pruning {object}: {source}")]
     Prune {
         object: String,
@@ -62,6 +66,7 @@ impl ApplyError {
             Self::List { .. } => "List",
             Self::DryRun { .. } => "DryRun",
             Self::Apply { .. } => "Apply",
+            Self::NotOurs { .. } => "NotOurs",
             Self::Prune { .. } => "Prune",
         }
     }
@@ -187,6 +192,11 @@ impl Applier {
             .cloned()
             .collect();
 
+        let created: Vec<&Manifest> = changed
+            .iter()
+            .filter(|m| !live.contains_key(&m.reference))
+            .collect();
+        self.refuse_foreign(&created).await?;
         for tier in tiers(&changed) {
             self.patch_all(&tier, true).await?;
         }
@@ -286,6 +296,63 @@ impl Applier {
         Ok(live)
     }
 
+    /// Fails if an object the revision would create exists already without being this
+    /// tenant's agent's (neither its label nor its field manager): the operator's objects,
+    /// or a member's, are never taken over. One metadata LIST per kind and namespace, and only
+    /// for objects the agent is about to create.
+    async fn refuse_foreign(&self, created: &[&Manifest]) -> Result<(), ApplyError> {
+        let mut groups: BTreeSet<(String, String, Option<String>)> = BTreeSet::new();
+        for m in created {
+            let r = &m.reference;
+            groups.insert((r.api_version.clone(), r.kind.clone(), r.namespace.clone()));
+        }
+        for (api_version, kind, namespace) in groups {
+            let probe = ObjectRef {
+                api_version,
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: String::new(),
+            };
+            let existing = self
+                .api(&probe)
+                .await?
+                .list_metadata(&ListParams::default())
+                .await
+                .map_err(|source| ApplyError::List {
+                    resource: kind.clone(),
+                    namespace: namespace.clone().unwrap_or_default(),
+                    source,
+                })?;
+            for object in existing.items {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let declared = created.iter().find(|m| {
+                    m.reference.kind == kind
+                        && m.reference.namespace == namespace
+                        && m.reference.name == name
+                });
+                if let Some(m) = declared
+                    && !self.is_ours(&object.metadata)
+                {
+                    return Err(ApplyError::NotOurs {
+                        object: format!("{} ({})", m.reference, m.origin),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the agent created this object: it carries the tenant's label, or fields applied
+    /// by the agent's field manager (a label a member removed does not disown it).
+    fn is_ours(&self, meta: &kube::api::ObjectMeta) -> bool {
+        let labelled = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TENANT_LABEL))
+            .is_some_and(|t| *t == self.tenant);
+        labelled || applied_by_agent(meta)
+    }
+
     async fn patch_all(&self, manifests: &[&Manifest], dry_run: bool) -> Result<(), ApplyError> {
         stream::iter(manifests.iter().map(|m| self.patch(m, dry_run)))
             .buffer_unordered(self.concurrency)
@@ -321,7 +388,9 @@ impl Applier {
         }
     }
 
-    /// Deletes `object` if it still carries this tenant's label; returns whether it did.
+    /// Deletes `object` if it still carries this tenant's label and fields the agent applied;
+    /// returns whether it did. (An inventory entry alone is not enough: only what the agent
+    /// itself applied is ever pruned.)
     async fn prune(&self, object: &ObjectRef) -> Result<bool, ApplyError> {
         let prune_error = |source| ApplyError::Prune {
             object: object.to_string(),
@@ -339,7 +408,8 @@ impl Applier {
             .labels
             .as_ref()
             .and_then(|l| l.get(TENANT_LABEL))
-            .is_some_and(|t| *t == self.tenant);
+            .is_some_and(|t| *t == self.tenant)
+            && applied_by_agent(&live.metadata);
         if !ours {
             return Ok(false);
         }
@@ -356,6 +426,14 @@ impl Applier {
             Err(source) => Err(prune_error(source)),
         }
     }
+}
+
+/// Whether the agent's field manager applied fields of the object.
+fn applied_by_agent(meta: &kube::api::ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+    })
 }
 
 fn gvk(object: &ObjectRef) -> GroupVersionKind {

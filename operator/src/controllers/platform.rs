@@ -129,6 +129,12 @@ impl PlatformSync {
         self.check_bundle(&policy).await?;
         self.publish_policy(&policy, &revision.commit).await?;
         let api = Api::<Tenant>::all(self.client.clone());
+        // Recorded before the Tenants are applied: the Tenant controller provisions only the
+        // Tenants the platform repository declares, and reads them from this record.
+        let previous = self.previous().await;
+        let inventory: Vec<String> = tenants.iter().map(|(_, t)| t.name_any()).collect();
+        self.record(Some(&revision.commit), &inventory, "applying")
+            .await?;
         // A few at a time: a commit onboarding hundreds of tenants should not take minutes.
         let mut declared = BTreeSet::new();
         for chunk in tenants.chunks(APPLY_CONCURRENCY) {
@@ -140,7 +146,7 @@ impl PlatformSync {
                 declared.insert(name?);
             }
         }
-        for name in self.previous().await.difference(&declared) {
+        for name in previous.difference(&declared) {
             let ours = match api.get_opt(name).await {
                 Ok(Some(t)) => t
                     .labels()
@@ -166,7 +172,6 @@ impl PlatformSync {
                 tracing::info!(tenant = %name, "removed from the platform repository: offboarding");
             }
         }
-        let inventory: Vec<String> = declared.into_iter().collect();
         self.record(Some(&revision.commit), &inventory, "applied")
             .await?;
         *last = Some((revision.commit.clone(), std::time::Instant::now()));

@@ -54,6 +54,12 @@ pub enum ProvisionError {
     UnknownKind(String),
     #[error("credentials Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
+    #[error(
+        "not declared in the platform repository: only the Tenants the platform repository declares are provisioned"
+    )]
+    NotDeclared,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Everything a tenant's berth consists of.

@@ -215,8 +215,10 @@ impl Up {
         let tenants = read_sample_tenants(&state.path("work/platform/tenants"))?;
         let ca_pem = std::fs::read_to_string(&ca_file)
             .map_err(|e| format!("reading {}: {e}", ca_file.display()))?;
-        for secret in tenants.values().flatten() {
-            apply_credentials(&client, secret, &password, &ca_pem).await?;
+        for (tenant, secret) in &tenants {
+            if let Some(secret) = secret {
+                apply_credentials(&client, tenant, secret, &password, &ca_pem).await?;
+            }
         }
 
         let operator_log = state.path("operator.log");

@@ -59,9 +59,10 @@ pub(crate) fn read_sample_tenants(dir: &Path) -> Result<BTreeMap<String, Option<
 }
 
 /// The Secret a Tenant's `source.credentialsSecret` names: what its agent needs to fetch over
-/// HTTPS from this server.
+/// HTTPS from this server, labelled for that tenant (or the operator refuses to hand it over).
 pub(crate) async fn apply_credentials(
     client: &Client,
+    tenant: &str,
     name: &str,
     password: &str,
     ca_pem: &str,
@@ -70,6 +71,7 @@ pub(crate) async fn apply_credentials(
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(OPERATOR_NAMESPACE.to_owned()),
+            labels: Some([("berth.dev/tenant".to_owned(), tenant.to_owned())].into()),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),

@@ -2,6 +2,7 @@
 //! reports Provisioned, Synced, PolicyCompliant and Ready (`status`, mirroring its agent's
 //! TenantSync); a finalizer offboards a deleted Tenant (`offboard`).
 
+mod drift;
 mod migrate;
 mod offboard;
 mod status;
@@ -11,8 +12,7 @@ use offboard::{keeps_namespaces, offboard};
 pub use writes::read_credentials;
 use writes::{apply_agent_inputs, apply_all, delete, ensure_sync, prune};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use berth_engine::api::{ReportKey, SYNC_NAME, TENANT_LABEL, Tenant, TenantSync};
@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::platform::PLATFORM_POLICY;
+use super::platform::{PLATFORM_POLICY, STATE};
 use super::{FIELD_MANAGER, legacy};
 use crate::metrics::OperatorMetrics;
 use crate::provision::agent::{self, DeploymentSettings};
@@ -78,6 +78,7 @@ impl TenantError {
     /// A stable label for metrics and conditions.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Invalid(ProvisionError::NotDeclared) => "NotDeclared",
             Self::Invalid(_) => "InvalidSpec",
             Self::Keys(_) => "SigningKey",
             Self::Api { .. } => "ApiError",
@@ -94,6 +95,9 @@ pub struct Settings {
     pub selector: String,
     /// Set when agents run as Deployments (`--agent-mode deployment`).
     pub deployment: Option<DeploymentSettings>,
+    /// Provision only Tenants the platform repository declares (when it syncs one): a Tenant
+    /// created in the cluster by other means gets a condition saying so, and nothing else.
+    pub platform_only: bool,
 }
 
 struct Context {
@@ -102,8 +106,13 @@ struct Context {
     deployment: Option<DeploymentSettings>,
     /// The platform policy ConfigMap, as last seen.
     policy: reflector::Store<ConfigMap>,
+    /// The platform sync's state (the Tenants the platform repository declares), as last seen.
+    state: reflector::Store<ConfigMap>,
+    /// Every Tenant this operator manages, as last seen.
+    tenants: reflector::Store<Tenant>,
+    platform_only: bool,
     /// Per tenant, what its berth was last fully provisioned for and when.
-    provisioned: Mutex<HashMap<String, (ProvisionedFor, Instant)>>,
+    provisioned: drift::Memo,
 }
 
 /// What a full provisioning depends on besides time: the Tenant's spec and the platform policy.
@@ -114,10 +123,16 @@ struct ProvisionedFor {
 }
 
 impl Context {
+    fn platform_object(
+        &self,
+        store: &reflector::Store<ConfigMap>,
+        name: &str,
+    ) -> Option<Arc<ConfigMap>> {
+        store.get(&ObjectRef::new(name).within(&self.provision.operator_namespace))
+    }
+
     fn provisioned_for(&self, tenant: &Tenant) -> ProvisionedFor {
-        let platform = self
-            .policy
-            .get(&ObjectRef::new(PLATFORM_POLICY).within(&self.provision.operator_namespace));
+        let platform = self.platform_object(&self.policy, PLATFORM_POLICY);
         ProvisionedFor {
             generation: tenant.metadata.generation,
             policy_version: platform.and_then(|cm| cm.metadata.resource_version.clone()),
@@ -137,9 +152,52 @@ impl Context {
 
     /// The tenant's policy copy as it is to be published: the platform's bundle and data.
     fn tenant_policy(&self, tenant: &Tenant) -> ConfigMap {
-        let ns = &self.provision.operator_namespace;
-        let platform = self.policy.get(&ObjectRef::new(PLATFORM_POLICY).within(ns));
-        provision::tenant_policy(&tenant.name_any(), ns, platform.as_deref())
+        let platform = self.platform_object(&self.policy, PLATFORM_POLICY);
+        provision::tenant_policy(
+            &tenant.name_any(),
+            &self.provision.operator_namespace,
+            platform.as_deref(),
+        )
+    }
+
+    /// Why the Tenant may not be provisioned although its spec is valid on its own: it is not
+    /// declared by the platform repository, or it claims a namespace an older Tenant has.
+    fn refusal(&self, tenant: &Tenant) -> Option<ProvisionError> {
+        let name = tenant.name_any();
+        if self.platform_only {
+            let declared = self
+                .platform_object(&self.state, STATE)
+                .and_then(|state| state.data.clone())
+                .and_then(|data| data.get("tenants").cloned())
+                .and_then(|tenants| serde_json::from_str::<Vec<String>>(&tenants).ok())
+                .is_some_and(|tenants| tenants.contains(&name));
+            if !declared {
+                return Some(ProvisionError::NotDeclared);
+            }
+        }
+        let problems = crate::platform::validate(
+            &[(format!("Tenant {name}"), tenant.clone())],
+            &self.provision.operator_namespace,
+        );
+        if let Some(problem) = problems.first() {
+            return Some(ProvisionError::Invalid(problem.problem.clone()));
+        }
+        let mine = tenant.namespaces();
+        let created = |t: &Tenant| t.metadata.creation_timestamp.as_ref().map(|c| c.0);
+        self.tenants
+            .state()
+            .iter()
+            .filter(|other| other.name_any() != name && created(other) <= created(tenant))
+            .find_map(|other| {
+                let ns = other
+                    .namespaces()
+                    .into_iter()
+                    .find(|ns| mine.contains(ns))?;
+                Some(ProvisionError::Invalid(format!(
+                    "namespace {ns} is already claimed by tenant {}",
+                    other.name_any()
+                )))
+            })
     }
 
     fn remember(&self, name: &str, done: Option<ProvisionedFor>) {
@@ -165,40 +223,64 @@ pub async fn run(settings: Settings, stop: CancellationToken) {
         metrics,
         selector,
         deployment,
+        platform_only,
     } = settings;
     let tenants = Api::<Tenant>::all(client.clone());
-    let (policy, policy_writer) = reflector::store::<ConfigMap>();
-    let policy_changes = reflector(
-        policy_writer,
-        watcher(
-            Api::<ConfigMap>::namespaced(client.clone(), &provision.operator_namespace),
-            watcher::Config::default().fields(&format!("metadata.name={PLATFORM_POLICY}")),
-        ),
-    )
-    .touched_objects()
-    .filter_map(|event| async move { event.ok().map(|_| ()) });
+    // The platform policy and the platform sync's state (which Tenants the repository declares).
+    let (policy, policy_changes) =
+        config_map(&client, &provision.operator_namespace, PLATFORM_POLICY);
+    let (state, state_changes) = config_map(&client, &provision.operator_namespace, STATE);
+    let platform_changes = futures::stream::select(policy_changes, state_changes);
+    let memo = drift::Memo::default();
+    let controller = Controller::new(tenants, watcher::Config::default().labels(&selector));
     let context = Context {
         client: client.clone(),
         provision,
         deployment,
         policy,
-        provisioned: Mutex::new(HashMap::new()),
+        state,
+        tenants: controller.store(),
+        platform_only,
+        provisioned: memo.clone(),
     };
-    Controller::new(tenants, watcher::Config::default().labels(&selector))
+    let tenant_of = |object: &dyn TenantLabelled| {
+        object
+            .tenant_label()
+            .map(|tenant| ObjectRef::<Tenant>::new(&tenant))
+    };
+    controller
         // Bounded, so a thousand tenants arriving at once queue instead of all being in flight.
         .with_config(
             kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
         )
         .watches(
-            Api::<TenantSync>::all(client),
+            Api::<TenantSync>::all(client.clone()),
             watcher::Config::default().labels(TENANT_LABEL),
-            |sync| {
-                sync.labels()
-                    .get(TENANT_LABEL)
-                    .map(|tenant| ObjectRef::<Tenant>::new(tenant))
-            },
+            move |sync| tenant_of(&sync),
         )
-        .reconcile_all_on(policy_changes)
+        .watches_stream(
+            drift::drifted::<NetworkPolicy>(&client, memo.clone()),
+            move |o| tenant_of(&o),
+        )
+        .watches_stream(drift::drifted::<Role>(&client, memo.clone()), move |o| {
+            tenant_of(&o)
+        })
+        .watches_stream(
+            drift::drifted::<RoleBinding>(&client, memo.clone()),
+            move |o| tenant_of(&o),
+        )
+        .watches_stream(
+            drift::drifted::<ResourceQuota>(&client, memo.clone()),
+            move |o| tenant_of(&o),
+        )
+        .watches_stream(
+            drift::drifted::<LimitRange>(&client, memo.clone()),
+            move |o| tenant_of(&o),
+        )
+        .watches_stream(drift::drifted::<ServiceAccount>(&client, memo), move |o| {
+            tenant_of(&o)
+        })
+        .reconcile_all_on(platform_changes)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, Arc::new(context))
         .for_each(|result| {
@@ -247,6 +329,16 @@ fn error_policy(
 }
 
 async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, TenantError> {
+    // What is provisioned depends on the platform's policy and state: never decide on a
+    // watch that has not listed them yet.
+    for store in [&context.policy, &context.state] {
+        if tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready())
+            .await
+            .is_err()
+        {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    }
     let name = tenant.name_any();
     let wanted = context.provisioned_for(tenant);
     let outcome = if context.is_fresh(&name, &wanted) {
@@ -307,6 +399,9 @@ impl Provisioned {
 /// Build → apply → migrate an earlier layout → prune → what the agent reads, stopping at the
 /// first failure.
 async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provisioned, TenantError> {
+    if let Some(refusal) = context.refusal(tenant) {
+        return Err(refusal.into());
+    }
     let policy = context.tenant_policy(tenant);
     let desired = provision::build(tenant, &context.provision, profile_of(&policy))?;
     apply_all(&context.client, &desired).await?;
@@ -323,7 +418,14 @@ async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provision
     if !provisioned_at_this_generation(tenant) {
         prune(tenant, &desired, context).await?;
     }
-    let report_keys = apply_agent_inputs(tenant, context, &policy).await?;
+    // Checked in either agent mode, so an unusable Secret shows on the Tenant.
+    let credentials = read_credentials(
+        &context.client,
+        &context.provision.operator_namespace,
+        tenant,
+    )
+    .await?;
+    let report_keys = apply_agent_inputs(tenant, context, &policy, credentials.as_ref()).await?;
     Ok(Provisioned {
         agent_namespace: tenant.agent_namespace(),
         report_keys,
@@ -395,4 +497,48 @@ async fn set_status(
             object: format!("Tenant {name}"),
             source,
         })
+}
+
+/// One ConfigMap of the operator's namespace, kept current, and a stream that ticks when it
+/// changes.
+fn config_map(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> (
+    reflector::Store<ConfigMap>,
+    impl futures::Stream<Item = ()> + Send + 'static,
+) {
+    let (store, writer) = reflector::store::<ConfigMap>();
+    let changes = reflector(
+        writer,
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|event| async move {
+        event
+            .map_err(|error| tracing::warn!(%error, "watching the platform's ConfigMaps"))
+            .ok()
+            .map(|_| ())
+    });
+    (store, changes)
+}
+
+/// Objects that name their tenant by label (what the controller watches besides Tenants).
+trait TenantLabelled {
+    fn tenant_label(&self) -> Option<String>;
+}
+
+impl<K: Resource> TenantLabelled for K {
+    fn tenant_label(&self) -> Option<String> {
+        self.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TENANT_LABEL))
+            .cloned()
+    }
 }

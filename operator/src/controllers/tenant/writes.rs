@@ -183,17 +183,17 @@ pub(super) async fn apply_agent_inputs(
     tenant: &Tenant,
     context: &Context,
     policy: &ConfigMap,
+    credentials: Option<&Secret>,
 ) -> Result<Vec<ReportKey>, TenantError> {
     let ns = &context.provision.operator_namespace;
     apply_namespaced::<ConfigMap>(&context.client, policy).await?;
     let report_keys = report_keys(&context.client, tenant).await?;
     if let Some(settings) = &context.deployment {
-        let credentials = read_credentials(&context.client, ns, tenant).await?;
-        if let Some(source) = &credentials {
+        if let Some(source) = credentials {
             apply_namespaced::<Secret>(&context.client, &agent::agent_secret(tenant, source))
                 .await?;
         }
-        let deployment = agent::agent_deployment(tenant, settings, ns, credentials.as_ref())?;
+        let deployment = agent::agent_deployment(tenant, settings, ns, credentials)?;
         apply_namespaced::<Deployment>(&context.client, &deployment).await?;
     }
     Ok(report_keys)
@@ -240,7 +240,8 @@ async fn report_keys(client: &Client, tenant: &Tenant) -> Result<Vec<ReportKey>,
     Ok(keys)
 }
 
-/// The tenant's credentials Secret in the operator's namespace, if it declares one.
+/// The tenant's credentials Secret in the operator's namespace, if it declares one (and the
+/// platform labelled it for the tenant).
 pub async fn read_credentials(
     client: &Client,
     ns: &str,
@@ -253,6 +254,17 @@ pub async fn read_credentials(
         .get_opt(name)
         .await
     {
+        // The operator's namespace holds every tenant's credentials and the webhook Secrets:
+        // a Tenant may only name one the platform labelled for it.
+        Ok(Some(secret)) if secret.labels().get(TENANT_LABEL) != Some(&tenant.name_any()) => {
+            Err(TenantError::Invalid(ProvisionError::Credentials {
+                secret: name.clone(),
+                reason: format!(
+                    "not labelled {TENANT_LABEL}={}: a Secret is handed to a tenant only if the platform labelled it for that tenant",
+                    tenant.name_any()
+                ),
+            }))
+        }
         Ok(Some(secret)) => Ok(Some(secret)),
         Ok(None) => Err(TenantError::Invalid(ProvisionError::Credentials {
             secret: name.clone(),
