@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cluster;
 pub mod duration;
 pub mod guard;
+pub mod http_server;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;

@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::http_server::{self, Limits, PlainTcp};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
@@ -187,8 +189,17 @@ impl Exposition for Metrics {
     }
 }
 
+/// The limits of the metrics listener: Prometheus and the kubelet's probes need a few
+/// connections each. No one address may hold more than 8, so a Pod flooding the port cannot
+/// shut out the probes (and have the process restarted).
+pub const SERVER_LIMITS: Limits = Limits {
+    max_connections_per_peer: 8,
+    request_timeout: Duration::from_secs(10),
+    ..Limits::new(32)
+};
+
 /// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` until `shutdown`
-/// completes.
+/// completes, within [`SERVER_LIMITS`].
 pub async fn serve<E: Exposition>(
     addr: SocketAddr,
     exposition: Arc<E>,
@@ -213,10 +224,8 @@ pub async fn serve<E: Exposition>(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError { addr, source })?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError { addr, source })
+    http_server::serve(listener, PlainTcp, app, SERVER_LIMITS, shutdown).await;
+    Ok(())
 }
 
 /// A client whose every request is counted by HTTP method in `requests`.

@@ -20,6 +20,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use berth_engine::api::Tenant;
+use berth_engine::http_server;
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
@@ -399,12 +400,37 @@ async fn renew(
     }
 }
 
-/// HTTPS: handshakes run beside the accept loop with a deadline, so a slow client holds up
-/// nobody; requests in flight finish on `stop`.
+/// The admission listener's limits. The API server is its one client, and every write in a
+/// tenant namespace waits for an answer: 128 connections leave it room for many concurrent
+/// reviews (one per connection on HTTP/1.1). No cap per address: the API server may reach the
+/// webhook from a single one.
+const SERVER_LIMITS: http_server::Limits = http_server::Limits {
+    handshake_timeout: HANDSHAKE_TIMEOUT,
+    ..http_server::Limits::new(128)
+};
+
+/// HTTPS within [`SERVER_LIMITS`]: each TLS handshake runs in its connection's own task with
+/// a deadline, beside the accept loop, so a slow client holds up nobody; requests in flight
+/// finish on `stop`.
 async fn serve(
     addr: SocketAddr,
     cert: Arc<CurrentCert>,
     webhook: Arc<Webhook>,
+    stop: CancellationToken,
+) -> Result<(), AdmissionError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdmissionError::Serve { addr, source })?;
+    tracing::info!(%addr, "serving admission webhook");
+    serve_on(listener, cert, webhook, SERVER_LIMITS, stop).await
+}
+
+/// [`serve`] on a bound listener, within `limits`.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    cert: Arc<CurrentCert>,
+    webhook: Arc<Webhook>,
+    limits: http_server::Limits,
     stop: CancellationToken,
 ) -> Result<(), AdmissionError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -414,62 +440,49 @@ async fn serve(
         .with_no_client_auth()
         .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| AdmissionError::Serve { addr, source })?;
-    tracing::info!(%addr, "serving admission webhook");
-    let (sender, receiver) = tokio::sync::mpsc::channel(64);
-    let handshakes = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let (acceptor, sender) = (acceptor.clone(), sender.clone());
-            tokio::spawn(async move {
-                if let Ok(Ok(tls)) =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    let _ = sender.send((tls, peer)).await;
-                }
-            });
-        }
-    });
+    let tls = Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
     let router = Router::new()
         .route(PATH, post(validate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_announced_oversize))
         .with_state(webhook);
-    let served = axum::serve(TlsListener { receiver, addr }, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(|source| AdmissionError::Serve { addr, source });
-    handshakes.abort();
-    served
+    http_server::serve(listener, tls, router, limits, stop.cancelled_owned()).await;
+    Ok(())
 }
 
-/// Connections whose TLS handshake completed.
-struct TlsListener {
-    receiver: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-    addr: SocketAddr,
+/// 413 for a review whose announced length is over [`MAX_BODY`], before any of it is read
+/// (a chunked one is refused by the body limit once it grows past it).
+async fn refuse_announced_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if http_server::declares_more_than(request.headers(), MAX_BODY) {
+        let close = [(axum::http::header::CONNECTION, "close")];
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            close,
+            "admission review too large",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
-impl axum::serve::Listener for TlsListener {
+/// The TLS handshake of a connection to the webhook.
+#[derive(Clone)]
+struct Tls(tokio_rustls::TlsAcceptor);
+
+impl http_server::Handshake for Tls {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.receiver.recv().await {
-            Some(connection) => connection,
-            // The accept loop only ends with the server.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
+    fn handshake(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send {
+        self.0.accept(tcp)
     }
 }
+
+#[cfg(test)]
+mod serve_tests;

@@ -59,11 +59,18 @@ pub fn authenticate(headers: &HeaderMap, body: &[u8], token: &[u8]) -> Result<Sc
     Err(Rejection::Missing)
 }
 
-/// The digest of `sha256=<64 hex digits>`.
+/// The digest of `sha256=<64 lowercase hex digits>`. Git hosts send lowercase; accepting
+/// other spellings would only give a forger more strings that mean the same digest.
 fn parse_signature(value: &[u8]) -> Result<Vec<u8>, Rejection> {
     let digits = value
         .strip_prefix(b"sha256=".as_slice())
         .ok_or(Rejection::Malformed)?;
+    if !digits
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
+        return Err(Rejection::Malformed);
+    }
     let digest = hex::decode(digits).map_err(|_| Rejection::Malformed)?;
     if digest.len() == SHA256_LEN {
         Ok(digest)
@@ -118,9 +125,26 @@ mod tests {
             authenticate(&h, b"Hello, World?", token),
             Err(Rejection::Mismatch)
         );
-        let upper = expected.replace("757107ea", "757107EA");
-        let h = headers(&[(SIGNATURE_HEADER, &upper)]);
-        assert_eq!(authenticate(&h, body, token), Ok(Scheme::Signature));
+    }
+
+    #[test]
+    fn only_lowercase_hex_is_accepted() {
+        let token = b"It's a Secret to Everybody";
+        let body = b"Hello, World!";
+        let lower = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let upper = format!("sha256={}", lower["sha256=".len()..].to_ascii_uppercase());
+        let mixed = lower.replace("757107ea", "757107EA");
+        for value in [&upper, &mixed] {
+            let h = headers(&[(SIGNATURE_HEADER, value)]);
+            assert_eq!(
+                authenticate(&h, body, token),
+                Err(Rejection::Malformed),
+                "{value}"
+            );
+        }
+        // The prefix is GitHub's spelling too.
+        let h = headers(&[(SIGNATURE_HEADER, &lower.replace("sha256=", "SHA256="))]);
+        assert_eq!(authenticate(&h, body, token), Err(Rejection::Malformed));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
+use berth_engine::http_server;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -110,7 +111,14 @@ pub fn router<T: Tenants>(state: Arc<WebhookState<T>>) -> Router {
         .with_state(state)
 }
 
-/// Serves [`router`] on `addr` until `shutdown` completes, then lets requests in flight finish.
+/// The receiver's connection limits. Git hosts send a hook at a time per push, and the global
+/// rate limit answers more than 50 at once with 429 anyway; 64 connections bound the bodies
+/// held in memory to 64 MiB. No cap per address: behind an Ingress or load balancer every
+/// client has the same one.
+pub const SERVER_LIMITS: http_server::Limits = http_server::Limits::new(64);
+
+/// Serves [`router`] on `addr` within [`SERVER_LIMITS`] until `shutdown` completes, then lets
+/// requests in flight finish.
 pub async fn serve<T: Tenants>(
     addr: SocketAddr,
     state: Arc<WebhookState<T>>,
@@ -120,8 +128,23 @@ pub async fn serve<T: Tenants>(
         .await
         .map_err(|source| WebhookError::Serve { addr, source })?;
     tracing::info!(%addr, "serving webhooks");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| WebhookError::Serve { addr, source })
+    serve_on(listener, state, SERVER_LIMITS, shutdown).await;
+    Ok(())
+}
+
+/// [`serve`] on a bound listener, within `limits`.
+pub async fn serve_on<T: Tenants>(
+    listener: tokio::net::TcpListener,
+    state: Arc<WebhookState<T>>,
+    limits: http_server::Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    http_server::serve(
+        listener,
+        http_server::PlainTcp,
+        router(state),
+        limits,
+        shutdown,
+    )
+    .await;
 }

@@ -1,5 +1,6 @@
-//! One webhook request, in order: global rate limit, body, token, authentication, the
-//! tenant's rate limit, then the trigger (or nothing, for a ping).
+//! One webhook request, in order: global rate limit, body (refused unread if its announced
+//! length is over the limit), token, authentication, the tenant's rate limit, then the
+//! trigger (or nothing, for a ping).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,11 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use berth_engine::http_server::declares_more_than;
+
 use super::auth;
 use super::limits::retry_after_seconds;
-use super::{Outcome, OutcomeLabel, Tenants, WebhookState};
+use super::{MAX_BODY, Outcome, OutcomeLabel, Tenants, WebhookState};
 use crate::platform::dns_label;
 
 /// GitHub names the event here; `ping` is sent once when the hook is created.
@@ -55,7 +58,13 @@ impl IntoResponse for Reply {
                 "rate limited",
             )
                 .into_response(),
-            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response(),
+            // The rest of the body is not read, so the connection cannot carry another request.
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [(header::CONNECTION, "close")],
+                "payload too large",
+            )
+                .into_response(),
             Self::BadBody(status) => (status, "unreadable body").into_response(),
             Self::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable, retry later").into_response()
@@ -86,6 +95,11 @@ async fn handle<T: Tenants>(state: &WebhookState<T>, tenant: &str, request: Requ
     if let Err(wait) = state.limiters.check_global() {
         tracing::debug!(tenant = ?tenant, "webhook over the global rate limit");
         return Reply::RateLimited(wait);
+    }
+    // Refused before any of the body is read; a chunked body is caught by the body limit.
+    if declares_more_than(request.headers(), MAX_BODY) {
+        tracing::debug!(tenant = ?tenant, "webhook body announced too large");
+        return Reply::TooLarge;
     }
     let headers = request.headers().clone();
     let body = match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(request, &())).await {

@@ -385,3 +385,223 @@ async fn serve_reports_a_taken_address() {
     let error = serve(addr, state(), async {}).await.unwrap_err();
     assert!(matches!(error, WebhookError::Serve { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn uppercase_signature_hex_is_refused_like_any_bad_signature() {
+    let state = state();
+    let lower = signature(TOKEN, BODY);
+    let upper = format!("sha256={}", lower["sha256=".len()..].to_ascii_uppercase());
+    assert_refused(&state, "shop", &[("x-hub-signature-256", &upper)]).await;
+    assert_eq!(count(&state, Outcome::Unauthorized), 1);
+    assert_eq!(
+        post_signed(&state, "shop", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+// The receiver behind a real listener on loopback, with raw sockets as the clients.
+
+mod listener {
+    use std::time::{Duration, Instant};
+
+    use berth_engine::http_server;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// The receiver's limits with short deadlines and `max_connections`.
+    fn limits(max_connections: u32) -> http_server::Limits {
+        http_server::Limits {
+            header_read_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(500),
+            ..http_server::Limits::new(max_connections)
+        }
+    }
+
+    async fn listen(state: &Shared, limits: http_server::Limits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_on(
+            listener,
+            state.clone(),
+            limits,
+            std::future::pending(),
+        ));
+        addr
+    }
+
+    fn signed_request(body: &[u8]) -> Vec<u8> {
+        let mut request = format!(
+            "POST /hooks/shop HTTP/1.1\r\nHost: berth\r\nX-Hub-Signature-256: {}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            signature(TOKEN, body),
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    }
+
+    /// What the server sent until it closed the connection; `None` if it kept it open for 5 s.
+    async fn until_closed(stream: &mut TcpStream) -> Option<String> {
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen));
+        match read.await {
+            Ok(_) => Some(String::from_utf8_lossy(&seen).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_over_a_socket_is_accepted() {
+        let state = state();
+        let addr = listen(&state, limits(4)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&signed_request(BODY)).await.unwrap();
+        let answer = until_closed(&mut stream).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        assert!(answer.ends_with("sync requested"), "{answer}");
+        assert_eq!(triggers(&state), ["shop"]);
+    }
+
+    #[tokio::test]
+    async fn half_a_request_is_disconnected_after_the_header_timeout() {
+        let state = state();
+        let addr = listen(&state, limits(4)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        stream
+            .write_all(b"POST /hooks/shop HTTP/1.1\r\nHost: berth\r\nX-Hub-Sig")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut stream).await;
+        let took = started.elapsed();
+        assert_eq!(answer.as_deref(), Some(""), "closed without an answer");
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_eq!(lookups(&state), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_over_the_cap_is_closed_and_the_others_still_served() {
+        let state = state();
+        let addr = listen(&state, http_server::Limits::new(3)).await;
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(until_closed(&mut extra).await.as_deref(), Some(""));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        for stream in &mut idle {
+            stream.write_all(&signed_request(BODY)).await.unwrap();
+            let answer = until_closed(stream).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        }
+        assert_eq!(triggers(&state), ["shop", "shop", "shop"]);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_body_is_cut_off() {
+        let state = state();
+        let addr = listen(&state, limits(4)).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let started = Instant::now();
+        let head = format!(
+            "POST /hooks/shop HTTP/1.1\r\nHost: berth\r\nX-Hub-Signature-256: {}\r\n\
+             Content-Length: {}\r\n\r\n",
+            signature(TOKEN, BODY),
+            BODY.len()
+        );
+        writer.write_all(head.as_bytes()).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for byte in BODY {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut seen));
+        let closed = read.await.is_ok();
+        trickle.abort();
+        let answer = String::from_utf8_lossy(&seen);
+        assert!(closed, "still open after 5 s: {answer}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(triggers(&state).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_announced_oversized_body_gets_413_before_it_is_sent() {
+        let state = state();
+        // The receiver's own deadlines: without the check it would wait 10 s for the body.
+        let addr = listen(&state, SERVER_LIMITS).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        stream
+            .write_all(
+                b"POST /hooks/shop HTTP/1.1\r\nHost: berth\r\n\
+                  X-Hub-Signature-256: sha256=00\r\nContent-Length: 10485760\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let answer = until_closed(&mut stream).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not at once: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(count(&state, Outcome::TooLarge), 1);
+        assert_eq!(lookups(&state), 0);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_growing_past_the_limit_gets_413() {
+        let state = state();
+        let addr = listen(
+            &state,
+            http_server::Limits {
+                request_timeout: Duration::from_secs(10),
+                ..limits(4)
+            },
+        )
+        .await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let head = format!(
+            "POST /hooks/shop HTTP/1.1\r\nHost: berth\r\nX-Hub-Signature-256: {}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            signature(TOKEN, BODY)
+        );
+        writer.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        let sender = tokio::spawn(async move {
+            // 1 MiB + 64 KiB in all, then the last chunk.
+            for _ in 0..(MAX_BODY / chunk.len() + 1) {
+                let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+                frame.extend_from_slice(&chunk);
+                frame.extend_from_slice(b"\r\n");
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.write_all(b"0\r\n\r\n").await;
+        });
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut seen));
+        let _ = read.await;
+        sender.abort();
+        let answer = String::from_utf8_lossy(&seen);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert_eq!(count(&state, Outcome::TooLarge), 1);
+        assert!(triggers(&state).is_empty());
+    }
+}
