@@ -15,6 +15,7 @@ mod namespace;
 mod operator;
 pub mod policy_corpus;
 pub mod procfs;
+mod proxy;
 mod tenant;
 
 pub use control_plane::{ControlPlane, Harness, HarnessError, control_plane};
@@ -23,6 +24,7 @@ pub use git_server::{HttpsGitServer, RecordedRequest, SshGitServer};
 pub use http::{free_addr, http_get, http_post, metric};
 pub use namespace::{TestNamespace, ensure_namespace, in_namespace};
 pub use operator::{E2E_LABEL, TestOperator, agent_processes, tenant_document};
+pub use proxy::OutageProxy;
 pub use tenant::{
     BackgroundProcess, TestTenant, agent_binary, binary, install_crds, peak_rss_kib,
     provision_tenant, request_token, token_kubeconfig,

@@ -78,7 +78,11 @@ impl TestOperator {
                 "--admission-url",
                 &admission_url,
             ])
-            .args(["--lease-duration", "6s"])
+            .args(if extra.contains(&"--lease-duration") {
+                &[][..]
+            } else {
+                &["--lease-duration", "6s"][..]
+            })
             // Every few seconds, so every process-mode test runs its agents through refreshes.
             .args(["--agent-token-refresh", "3s"])
             .args(["--kustomize", &kustomize])

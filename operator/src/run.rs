@@ -284,6 +284,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             addr,
             endpoint: args.admission_endpoint()?,
             operator_namespace: args.namespace.clone(),
+            selector: args.tenant_selector.clone(),
             metrics: metrics.clone(),
         };
         let (stop, shutdown, failed) = (acting.clone(), shutdown.clone(), failed.clone());

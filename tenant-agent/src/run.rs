@@ -22,7 +22,7 @@ use clap::Args;
 use futures::StreamExt;
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
 use crate::policy_source::{PlatformPolicy, PolicySource};
@@ -277,14 +277,14 @@ async fn run(agent: Agent, args: &RunArgs) -> u8 {
 async fn watch_trigger(syncs: Api<TenantSync>, trigger: Arc<Notify>) {
     let config = watcher::Config::default().fields(&format!("metadata.name={SYNC_NAME}"));
     let mut seen: HashMap<String, Option<String>> = HashMap::new();
-    let mut events = watcher(syncs, config).boxed();
+    // Backs off (client-go's schedule) while the API server cannot be reached.
+    let mut events = watcher(syncs, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let sync = match event {
             Ok(watcher::Event::Apply(sync) | watcher::Event::InitApply(sync)) => sync,
             Ok(_) => continue,
             Err(error) => {
                 tracing::warn!(%error, "watching TenantSync");
-                tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
         };

@@ -13,6 +13,7 @@ mod fetch_limits;
 mod leader;
 mod migration;
 mod operator;
+mod outage;
 mod platform_only;
 mod platform_policy;
 mod policy;

@@ -42,7 +42,7 @@ use tls::{CurrentCert, Material, TLS_SECRET};
 
 use crate::controllers::FIELD_MANAGER;
 use crate::metrics::OperatorMetrics;
-use crate::provision::policy_config_map_name;
+use crate::provision::{PROVISIONED_LABEL, policy_config_map_name};
 
 /// AdmissionReviews larger than this are refused (the API server caps objects at 3 MiB, and a
 /// review holds the object twice on update).
@@ -77,6 +77,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     pub endpoint: Endpoint,
     pub operator_namespace: String,
+    /// Label selector of the Tenants this operator manages ("" for all).
+    pub selector: String,
     pub metrics: Arc<OperatorMetrics>,
 }
 
@@ -196,6 +198,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Admi
         addr,
         endpoint,
         operator_namespace,
+        selector,
         metrics,
     } = settings;
     let names = endpoint.names();
@@ -225,7 +228,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Admi
         tenant_writer,
         watcher(
             Api::<Tenant>::all(client.clone()),
-            watcher::Config::default(),
+            watcher::Config::default().labels(&selector),
         ),
     )
     .default_backoff()
@@ -236,7 +239,14 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Admi
         config_map_writer,
         watcher(
             Api::<ConfigMap>::namespaced(client.clone(), &operator_namespace),
-            watcher::Config::default().labels(berth_engine::api::TENANT_LABEL),
+            // The tenants' policy copies (the operator's own label: what an agent applies into
+            // this namespace never carries it).
+            watcher::Config::default().labels(&format!(
+                "{},{}={}",
+                berth_engine::api::TENANT_LABEL,
+                PROVISIONED_LABEL.0,
+                PROVISIONED_LABEL.1
+            )),
         ),
     )
     .default_backoff()

@@ -105,6 +105,7 @@ impl ProcessAgents {
             writer,
             watcher(Api::<Tenant>::all(self.client.clone()), config),
         )
+        .default_backoff()
         .applied_objects()
         .for_each(|event| async move {
             if let Err(error) = event {

@@ -41,6 +41,10 @@ pub fn tenant_policy(
             labels: Some(BTreeMap::from([
                 (TENANT_LABEL.to_owned(), tenant.to_owned()),
                 (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+                (
+                    super::PROVISIONED_LABEL.0.to_owned(),
+                    super::PROVISIONED_LABEL.1.to_owned(),
+                ),
             ])),
             ..ObjectMeta::default()
         },

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_e2e::{ControlPlane, TestOperator, TestRepo, tenant_document};
+use berth_e2e::{ControlPlane, TestNamespace, TestOperator, TestRepo, tenant_document};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
@@ -55,9 +55,17 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Onboards a tenant with a member (operator without agents), then times the member's writes.
-pub async fn measure(cp: &'static ControlPlane, admin: &Client, namespace: &str) -> Admission {
-    let tenant = format!("{namespace}-adm");
+/// Onboards a tenant with a member (operator without agents, in its own namespace), then times
+/// the member's writes there and in a plain namespace.
+pub async fn measure(cp: &'static ControlPlane, admin: &Client) -> Admission {
+    let operator_ns = TestNamespace::create(admin, "bench-adm")
+        .await
+        .expect("namespace");
+    let plain = TestNamespace::create(admin, "bench-plain")
+        .await
+        .expect("namespace");
+    let namespace = operator_ns.name.as_str();
+    let tenant = format!("{namespace}-t");
     let platform = TestRepo::new();
     platform.write(
         &format!("tenants/{tenant}.yaml"),
@@ -84,14 +92,14 @@ pub async fn measure(cp: &'static ControlPlane, admin: &Client, namespace: &str)
         .user_client("bench-member", &["system:authenticated"])
         .await
         .expect("member client");
-    // The member may write in the bench namespace too, which no webhook covers.
+    // The member may write in the plain namespace too, which no webhook covers.
     let binding: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "bench-member"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
         "subjects": [{"kind": "User", "name": "bench-member", "apiGroup": "rbac.authorization.k8s.io"}],
     }))
     .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+    Api::<RoleBinding>::namespaced(admin.clone(), &plain.name)
         .create(&PostParams::default(), &binding)
         .await
         .expect("binding");
@@ -110,7 +118,7 @@ pub async fn measure(cp: &'static ControlPlane, admin: &Client, namespace: &str)
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let with = writes(&member, &tenant, "with").await;
-    let without = writes(&member, namespace, "without").await;
+    let without = writes(&member, &plain.name, "without").await;
     let count = operator
         .metric("berth_operator_admission_duration_seconds_count")
         .await;
@@ -118,6 +126,9 @@ pub async fn measure(cp: &'static ControlPlane, admin: &Client, namespace: &str)
         .metric("berth_operator_admission_duration_seconds_sum")
         .await;
     drop(operator);
+    for ns in [&operator_ns, &plain] {
+        ns.delete(admin).await;
+    }
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
         .delete(&tenant, &Default::default())
         .await;

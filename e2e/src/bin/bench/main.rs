@@ -282,7 +282,7 @@ async fn main() {
     }
     let opa_batch = opa_eval_per_object(&corpus);
     let conftest = conftest_per_object(&corpus);
-    let admission = admission::measure(cp, &admin, &ns.name).await;
+    let admission = admission::measure(cp, &admin).await;
 
     ns.delete(&admin).await;
     println!("Berth tenant agent benchmark ({OBJECTS} objects, {ROUNDS} rounds, release build)");
