@@ -98,6 +98,26 @@ impl TestRepo {
         self.commit(message)
     }
 
+    /// Tags the last commit `name` (annotated when `annotated`) and pushes the tag.
+    pub fn tag(&self, name: &str, annotated: bool) {
+        let mut args = vec!["tag", "--force"];
+        if annotated {
+            args.extend(["--annotate", "-m", name]);
+        }
+        args.push(name);
+        self.git(&args, &self.work());
+        self.git(
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                "origin",
+                &format!("refs/tags/{name}"),
+            ],
+            &self.work(),
+        );
+    }
+
     pub fn delete_branch(&self) {
         self.git(
             &["branch", "--quiet", "--delete", "--force", &self.branch],

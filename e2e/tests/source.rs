@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use berth_e2e::blob::{Content, commit_large_file, dir_size};
 use berth_e2e::{HttpsGitServer, SshGitServer, TestRepo};
-use berth_engine::source::{Auth, GitSource, Revision, SourceError, TreeLimits, validate_url};
+use berth_engine::source::{
+    Auth, GitRef, GitSource, Revision, SourceError, TreeLimits, validate_url,
+};
 
 const MIB: u64 = 1024 * 1024;
 
 fn source(url: &str, cache: &Path, auth: Auth, ca_file: Option<PathBuf>) -> GitSource {
     GitSource {
         url: validate_url(url).expect("valid URL"),
-        branch: "main".into(),
+        git_ref: GitRef::Branch("main".into()),
         cache_dir: cache.to_path_buf(),
         auth,
         ca_file,
@@ -146,7 +148,7 @@ fn only_the_followed_branch_is_fetched_one_commit_deep_then_incrementally() {
     // A deleted branch is reported, and its tracking ref goes.
     repo.delete_branch();
     let err = fetch(&source).unwrap_err();
-    assert!(matches!(err, SourceError::BranchNotFound { .. }), "{err}");
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         format!("branch main does not exist in {}", repo.file_url())
@@ -330,7 +332,7 @@ fn over_https_only_the_followed_branch_is_wanted_and_the_limit_holds() {
     assert!(asked.contains("deepen 1"), "{asked}");
     assert!(!asked.contains(&big), "{asked}");
 
-    source.branch = "big".into();
+    source.git_ref = GitRef::Branch("big".into());
     source.limits.max_pack_bytes = 2 * MIB;
     let err = fetch(&source).unwrap_err();
     assert!(
@@ -364,7 +366,7 @@ fn over_ssh_only_the_followed_branch_is_fetched_and_the_limit_holds() {
     assert!(revision.received_bytes < 64 * 1024);
     assert_eq!(tracking_refs(cache.path()), "refs/remotes/origin/main");
 
-    source.branch = "big".into();
+    source.git_ref = GitRef::Branch("big".into());
     source.limits.max_pack_bytes = 2 * MIB;
     let err = fetch(&source).unwrap_err().to_string();
     let user = url
@@ -453,4 +455,74 @@ fn a_cache_survives_a_killed_fetch_and_many_fetches() {
     eprintln!("at most {most_packs} packs and {most_shallow} shallow commits");
     assert!(most_packs <= 33, "{most_packs} packs");
     assert!(most_shallow <= 33, "{most_shallow} shallow commits");
+}
+
+#[test]
+fn tags_semver_ranges_and_commits_can_be_pinned_and_rolled_back() {
+    let repo = TestRepo::new();
+    repo.write("config.yaml", "v: 1.0.0\n");
+    let v1 = repo.commit("1.0.0");
+    repo.tag("v1.0.0", true);
+    repo.write("config.yaml", "v: 1.2.0\n");
+    let v12 = repo.commit("1.2.0");
+    repo.tag("v1.2.0", false);
+    repo.write("config.yaml", "v: 2.0.0\n");
+    let v2 = repo.commit("2.0.0");
+    repo.tag("v2.0.0", true);
+    repo.write("config.yaml", "v: unreleased\n");
+    let head = repo.commit("unreleased");
+    let cache = tempfile::tempdir().expect("cache");
+    let mut source = source(&repo.file_url(), &cache.path().join("c"), Auth::None, None);
+
+    let mut pinned = |git_ref: GitRef| {
+        source.git_ref = git_ref;
+        let revision = fetch(&source).unwrap_or_else(|e| panic!("{}: {e}", source.git_ref));
+        (
+            revision.commit.clone(),
+            file(&revision, "config.yaml").to_owned(),
+            revision.resolved.clone(),
+        )
+    };
+    // An annotated tag is peeled to its commit; a lightweight one names it.
+    assert_eq!(pinned(GitRef::Tag("v2.0.0".into())).0, v2);
+    assert_eq!(pinned(GitRef::Tag("v1.2.0".into())).0, v12);
+    // The highest tag in the range, and which one it was.
+    let (commit, content, resolved) = pinned(GitRef::Semver(">=1.0.0 <2.0.0".into()));
+    assert_eq!(
+        (commit.as_str(), content.as_str()),
+        (v12.as_str(), "v: 1.2.0\n")
+    );
+    assert_eq!(resolved, GitRef::Tag("v1.2.0".into()));
+    assert_eq!(
+        pinned(GitRef::Semver("*".into())).2,
+        GitRef::Tag("v2.0.0".into())
+    );
+    // The branch moves on; a commit pin rolls back to an earlier commit, one commit deep.
+    assert_eq!(pinned(GitRef::Branch("main".into())).0, head);
+    let (commit, content, _) = pinned(GitRef::Commit(v1.clone()));
+    assert_eq!(
+        (commit.as_str(), content.as_str()),
+        (v1.as_str(), "v: 1.0.0\n")
+    );
+    assert_eq!(
+        tracking_refs(&cache.path().join("c")),
+        "refs/remotes/origin/pinned"
+    );
+
+    // What does not exist is named; a bad reference never reaches git.
+    source.git_ref = GitRef::Semver(">=3".into());
+    let err = fetch(&source).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("semver >=3 does not exist in {}", repo.file_url())
+    );
+    source.git_ref = GitRef::Tag("v9".into());
+    assert!(matches!(
+        fetch(&source),
+        Err(SourceError::RefNotFound { .. })
+    ));
+    source.git_ref = GitRef::Commit("abc".into());
+    assert!(matches!(fetch(&source), Err(SourceError::Ref(_))));
+    source.git_ref = GitRef::Commit("0123456789abcdef0123456789abcdef01234567".into());
+    assert!(fetch(&source).is_err(), "a commit the server does not have");
 }

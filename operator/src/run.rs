@@ -139,7 +139,7 @@ impl RunArgs {
         )?;
         Ok(Some(GitSource {
             url,
-            branch: self.platform_branch.clone(),
+            git_ref: berth_engine::source::GitRef::Branch(self.platform_branch.clone()),
             cache_dir: self.cache_dir.join("platform"),
             auth,
             ca_file: self.platform_ca_file.clone(),

@@ -75,6 +75,11 @@ impl Agent {
             Err(message) => fail(&mut status, message),
             Ok(revision) => {
                 status.last_attempted_revision = Some(revision.commit.clone());
+                status.resolved_ref = Some(if revision.resolved == self.source.git_ref {
+                    revision.resolved.to_string()
+                } else {
+                    format!("{}: {}", self.source.git_ref, revision.resolved)
+                });
                 self.sync_revision(revision, &mut status, &mut checked)
                     .await
             }

@@ -17,7 +17,7 @@ use berth_engine::pipeline::Checker;
 use berth_engine::policy::PolicyBundle;
 use berth_engine::render::{Kustomize, RenderLimits};
 use berth_engine::report::ReportSigner;
-use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
+use berth_engine::source::{Auth, GitRef, GitSource, TreeLimits, validate_url};
 use clap::Args;
 use futures::StreamExt;
 use kube::Api;
@@ -38,9 +38,18 @@ pub struct RunArgs {
     /// The tenant's repository: https://…, ssh://… (or user@host:path) or file:///….
     #[arg(long, env = "BERTH_REPO_URL")]
     repo: String,
-    /// Branch to follow.
-    #[arg(long, default_value = "main", env = "BERTH_BRANCH")]
-    branch: String,
+    /// Branch to follow (default `main`, unless a tag, semver range or commit is pinned).
+    #[arg(long, env = "BERTH_BRANCH", group = "reference")]
+    branch: Option<String>,
+    /// Pin a tag instead of following a branch.
+    #[arg(long, env = "BERTH_TAG", group = "reference")]
+    tag: Option<String>,
+    /// Pin the highest tag matching a semver range, e.g. `>=1.2.0 <2.0.0` or `^1.2`.
+    #[arg(long, env = "BERTH_SEMVER", group = "reference")]
+    semver: Option<String>,
+    /// Pin a commit (its full id).
+    #[arg(long, env = "BERTH_COMMIT", group = "reference")]
+    commit: Option<String>,
     /// Directory of the repository to apply ("" for the root).
     #[arg(long, default_value = "", env = "BERTH_PATH")]
     path: String,
@@ -101,6 +110,18 @@ pub struct RunArgs {
     unsafe_skip_guard_rails: bool,
 }
 
+impl RunArgs {
+    /// The reference the flags name (a branch, `main` by default, or a pin).
+    fn git_ref(&self) -> GitRef {
+        match (&self.tag, &self.semver, &self.commit) {
+            (Some(tag), _, _) => GitRef::Tag(tag.clone()),
+            (_, Some(range), _) => GitRef::Semver(range.clone()),
+            (_, _, Some(commit)) => GitRef::Commit(commit.clone()),
+            _ => GitRef::Branch(self.branch.clone().unwrap_or_else(|| "main".into())),
+        }
+    }
+}
+
 /// The platform's ConfigMap if one is named; otherwise `--bundle` or the built-in bundle, loaded
 /// now so a missing or corrupt one stops the agent before it applies anything.
 async fn policy_source(args: &RunArgs, client: &kube::Client) -> Result<PolicySource, String> {
@@ -158,7 +179,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
     let (client, version) = berth_engine::cluster::connect(Some(metrics.api_requests.clone()))
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(%version, tenant = %tenant.name, repo = %url, branch = %args.branch, "connected");
+    tracing::info!(%version, tenant = %tenant.name, repo = %url, reference = %args.git_ref(), "connected");
     let primary = tenant
         .namespaces
         .first()
@@ -177,7 +198,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
     Ok(Agent {
         source: GitSource {
             url,
-            branch: args.branch.clone(),
+            git_ref: args.git_ref(),
             cache_dir,
             auth,
             ca_file: args.ca_file.clone(),

@@ -14,6 +14,7 @@ mod leader;
 mod migration;
 mod operator;
 mod outage;
+mod pins;
 mod platform_only;
 mod platform_policy;
 mod policy;

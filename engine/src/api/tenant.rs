@@ -6,6 +6,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::source::GitRef;
+
 /// A tenant: its namespaces, its repository, its quota, limits, members, network isolation and
 /// allowed kinds. The operator provisions it and runs its agent.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
     printcolumn = r#"{"name":"Compliant","type":"string","jsonPath":".status.conditions[?(@.type==\"PolicyCompliant\")].status"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Ref","type":"string","jsonPath":".status.resolvedRef","priority":1}"#,
     printcolumn = r#"{"name":"Namespaces","type":"string","jsonPath":".spec.namespaces","priority":1}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -63,8 +66,13 @@ pub struct TenantSpec {
 pub struct TenantSource {
     /// https://, ssh:// or file:// URL.
     pub url: String,
+    /// The branch followed (unless `ref` pins something else).
     #[serde(default = "default_branch")]
     pub branch: String,
+    /// Pins the source instead of following `branch`: a tag, the highest tag in a semver range,
+    /// or a commit. Rolling back is pinning an earlier tag or commit.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub pin: Option<SourceRef>,
     /// Directory of the repository to apply ("" for the root).
     #[serde(default)]
     pub path: String,
@@ -106,8 +114,48 @@ fn default_interval() -> String {
 pub struct ClusterOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
+    /// A pin for this cluster (a tag, semver range or commit), as `source.ref`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub pin: Option<SourceRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+}
+
+/// A pinned reference: exactly one of its fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A semver range over the repository's tags (`>=1.2.0 <2.0.0`, `^1.2`, `~1.4`, `1.x`):
+    /// the highest matching tag is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// A full commit id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+impl SourceRef {
+    /// The reference, if exactly one field is set.
+    pub fn git_ref(&self) -> Result<GitRef, String> {
+        let set: Vec<GitRef> = [
+            self.branch.clone().map(GitRef::Branch),
+            self.tag.clone().map(GitRef::Tag),
+            self.semver.clone().map(GitRef::Semver),
+            self.commit.clone().map(GitRef::Commit),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match set.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err("ref names none of branch, tag, semver or commit".into()),
+            _ => Err("ref names more than one of branch, tag, semver and commit".into()),
+        }
+    }
 }
 
 /// LimitRange container defaults, as quantities (`cpu`, `memory`).
@@ -178,6 +226,10 @@ pub struct TenantStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_revision: Option<String>,
+    /// What the agent's last fetched commit was fetched for (the branch, or the pinned tag,
+    /// semver range and the tag it chose, or commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_ref: Option<String>,
     #[serde(default)]
     pub objects: u32,
     #[serde(default)]
@@ -241,15 +293,27 @@ impl Tenant {
         agent_namespace(&self.metadata.name.clone().unwrap_or_default())
     }
 
-    /// Branch and path for the operator's cluster.
-    pub fn source_for(&self, cluster: &str) -> (String, String) {
+    /// The reference and path for the operator's cluster: the cluster's pin or branch, else
+    /// the source's pin, else its branch.
+    pub fn source_for(&self, cluster: &str) -> Result<(GitRef, String), String> {
         let source = &self.spec.source;
         let o = source.clusters.get(cluster);
-        (
-            o.and_then(|o| o.branch.clone())
-                .unwrap_or_else(|| source.branch.clone()),
-            o.and_then(|o| o.path.clone())
-                .unwrap_or_else(|| source.path.clone()),
-        )
+        let git_ref = match (
+            o.and_then(|o| o.pin.as_ref()),
+            o.and_then(|o| o.branch.clone()),
+        ) {
+            (Some(pin), _) => pin
+                .git_ref()
+                .map_err(|e| format!("clusters.{cluster}.{e}"))?,
+            (None, Some(branch)) => GitRef::Branch(branch),
+            (None, None) => match &source.pin {
+                Some(pin) => pin.git_ref()?,
+                None => GitRef::Branch(source.branch.clone()),
+            },
+        };
+        let path = o
+            .and_then(|o| o.path.clone())
+            .unwrap_or_else(|| source.path.clone());
+        Ok((git_ref, path))
     }
 }

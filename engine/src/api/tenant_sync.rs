@@ -90,6 +90,10 @@ pub struct TenantSyncStatus {
     /// The commit the last reconcile looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_revision: Option<String>,
+    /// What that commit was fetched for: the branch followed, or the tag, semver range (and
+    /// the tag it chose) or commit pinned, e.g. `semver ^1.2: tag v1.4.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_ref: Option<String>,
     /// The commit currently applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_revision: Option<String>,

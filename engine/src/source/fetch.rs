@@ -1,5 +1,6 @@
 //! The gix side of fetching: an isolated bare cache (no user, system or environment git
-//! configuration), a forced, shallow fetch of the followed branch alone into its
+//! configuration), a forced, shallow fetch of the followed reference alone (a branch, a tag,
+//! the tag a semver range chose from the server's list, or a commit by its id) into its
 //! remote-tracking ref, within the pack limits, and credentials and TLS roots supplied in code
 //! rather than by helpers or environment.
 
@@ -15,14 +16,17 @@ use gix::bstr::ByteSlice;
 use gix::protocol::transport::client::blocking_io::http as gix_http;
 
 use super::meter::{Meter, PackLimits, Received};
+use super::reference::{GitRef, highest_match};
 use super::{Auth, GitSource, SourceError, TreeLimits, gix_reason};
 
 const TRACKING_PREFIX: &str = "refs/remotes/origin/";
 
-/// A fetched branch head and what it took.
-#[derive(Clone, Copy, Debug)]
+/// A fetched commit, the reference it was fetched for (the tag a range chose), and what it
+/// took.
+#[derive(Clone, Debug)]
 pub struct Fetched {
     pub commit: ObjectId,
+    pub resolved: GitRef,
     pub received: Received,
 }
 
@@ -162,50 +166,59 @@ fn ssh_diagnostics(log: &Path) -> Option<String> {
     (!last.is_empty()).then(|| last.chars().take(512).collect())
 }
 
-/// Fetches the followed branch alone, one commit deep, into its tracking ref; `None` if the
-/// remote has no such branch. Aborts as soon as the pack breaks a limit. Tracking refs of
-/// other branches (and of a deleted one) are removed: gix does not prune.
-pub fn fetch(
+/// An SSH log file for the connection, if it uses SSH: gix passes on only the few ssh
+/// messages it recognises and lets the rest (a changed or unknown host key among them) reach
+/// the agent's stderr, leaving the status with "failed to fill whole buffer"; so ssh logs to a
+/// file that failures quote.
+fn ssh_log(
     repo: &gix::Repository,
     source: &GitSource,
-    interrupt: &AtomicBool,
-) -> Result<Option<Fetched>, SourceError> {
-    let shown = source.url.to_string();
-    // gix passes on only the few ssh messages it recognises and lets the rest (a changed or
-    // unknown host key among them) reach the agent's stderr, leaving the status with "failed
-    // to fill whole buffer"; so ssh logs to a file that failures quote.
-    let ssh_log = match &source.auth {
-        Auth::Ssh { .. } => Some(
-            tempfile::Builder::new()
-                .prefix("ssh-")
-                .suffix(".log")
-                .tempfile_in(repo.path())
-                .map_err(|e| SourceError::Cache {
-                    path: source.cache_dir.clone(),
-                    reason: format!("ssh log file: {e}"),
-                })?,
-        ),
-        _ => None,
+) -> Result<Option<tempfile::NamedTempFile>, SourceError> {
+    match &source.auth {
+        Auth::Ssh { .. } => tempfile::Builder::new()
+            .prefix("ssh-")
+            .suffix(".log")
+            .tempfile_in(repo.path())
+            .map(Some)
+            .map_err(|e| SourceError::Cache {
+                path: source.cache_dir.clone(),
+                reason: format!("ssh log file: {e}"),
+            }),
+        _ => Ok(None),
+    }
+}
+
+/// An error of the connection, shown redacted like the URL (gix's and ssh's messages may quote
+/// it), with ssh's own last words when it gave up.
+fn failure(
+    source: &GitSource,
+    log: Option<&tempfile::NamedTempFile>,
+    reason: String,
+) -> SourceError {
+    let reason = match log.and_then(|log| ssh_diagnostics(log.path())) {
+        Some(ssh) => format!("{reason} (ssh: {ssh})"),
+        None => reason,
     };
-    // gix's and ssh's messages may quote the URL: they are shown redacted like the URL itself.
-    let failed = |reason: String| {
-        let reason = match ssh_log.as_ref().and_then(|log| ssh_diagnostics(log.path())) {
-            Some(ssh) => format!("{reason} (ssh: {ssh})"),
-            None => reason,
-        };
-        SourceError::Fetch {
-            url: shown.clone(),
-            reason: source.url.redact(&reason),
-        }
-    };
-    let mut repo = repo.clone();
+    SourceError::Fetch {
+        url: source.url.to_string(),
+        reason: source.url.redact(&reason),
+    }
+}
+
+/// Sets the locked-down ssh command if the repository is reached over SSH.
+fn configure_ssh(
+    repo: &mut gix::Repository,
+    source: &GitSource,
+    log: Option<&tempfile::NamedTempFile>,
+) -> Result<(), SourceError> {
+    let failed = |reason: String| failure(source, log, reason);
     if let (
         Auth::Ssh {
             private_key,
             known_hosts,
         },
         Some(log),
-    ) = (&source.auth, &ssh_log)
+    ) = (&source.auth, log)
     {
         let command = ssh_command(source, private_key, known_hosts, log.path())?;
         let mut config = repo.config_snapshot_mut();
@@ -218,25 +231,47 @@ pub fn fetch(
             .map_err(|e| failed(gix_reason(&e)))?;
         config.commit().map_err(|e| failed(gix_reason(&e)))?;
     }
+    Ok(())
+}
 
-    let wanted = format!("refs/heads/{}", source.branch);
-    let tracking = format!("{TRACKING_PREFIX}{}", source.branch);
-    // Forced, so a force-pushed branch is followed rather than refused.
-    let refspec = format!("+{wanted}:{tracking}");
-    let remote = repo
-        .remote_at(source.url.gix().clone())
+/// The remote to fetch `refspec` from.
+fn remote<'repo>(
+    repo: &'repo gix::Repository,
+    source: &GitSource,
+    refspec: &str,
+    log: Option<&tempfile::NamedTempFile>,
+) -> Result<gix::Remote<'repo>, SourceError> {
+    let failed = |reason: String| failure(source, log, reason);
+    repo.remote_at(source.url.gix().clone())
         .map_err(|e| failed(gix_reason(&e)))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
-        .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
-        .map_err(|e| failed(gix_reason(&e)))?;
+        .with_refspecs([refspec], gix::remote::Direction::Fetch)
+        .map_err(|e| failed(gix_reason(&e)))
+}
+
+/// A connection of `remote` with the HTTPS roots and timeouts, and credentials for the
+/// repository's own host only.
+fn connect<'remote, 'repo>(
+    remote: &'remote gix::Remote<'repo>,
+    source: &GitSource,
+    log: Option<&tempfile::NamedTempFile>,
+) -> Result<
+    gix::remote::Connection<
+        'remote,
+        'static,
+        'repo,
+        Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+    >,
+    SourceError,
+> {
+    let failed = |reason: String| failure(source, log, reason);
     let mut connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| failed(gix_reason(&e)))?;
-
     if source.url.is_https() {
-        connection = connection.with_transport_options(Box::new(http_options(&repo, source)?));
+        connection =
+            connection.with_transport_options(Box::new(http_options(remote.repo(), source)?));
     }
-
     let account = match &source.auth {
         Auth::Basic { username, password } => Some(gix::sec::identity::Account {
             username: username.clone(),
@@ -248,7 +283,7 @@ pub fn fetch(
     let expected_host = source.url.host().map(ToOwned::to_owned);
     // Always installed, so git's credential helpers are never consulted; credentials go only
     // to the repository's own host (not to a host a redirect names).
-    let connection = connection.with_credentials(move |action| match action {
+    Ok(connection.with_credentials(move |action| match action {
         gix::credentials::helper::Action::Get(ctx) => {
             let same_host = ctx
                 .url
@@ -264,7 +299,100 @@ pub fn fetch(
             })
         }
         _ => Ok(None),
-    });
+    }))
+}
+
+/// The names of the repository's tags (without `refs/tags/`), as the server lists them; no
+/// object is fetched.
+fn remote_tags(repo: &gix::Repository, source: &GitSource) -> Result<Vec<String>, SourceError> {
+    let mut repo = repo.clone();
+    let log = ssh_log(&repo, source)?;
+    let failed = |reason: String| failure(source, log.as_ref(), reason);
+    configure_ssh(&mut repo, source, log.as_ref())?;
+    let remote = remote(&repo, source, "refs/tags/*:refs/tags/*", log.as_ref())?;
+    let connection = connect(&remote, source, log.as_ref())?;
+    let prepare = connection
+        .prepare_fetch(
+            gix::progress::Discard,
+            gix::remote::ref_map::Options::default(),
+        )
+        .map_err(|e| failed(gix_reason(&e)))?;
+    Ok(prepare
+        .ref_map()
+        .remote_refs
+        .iter()
+        .filter_map(|r| {
+            let name = r.unpack().0.to_str().ok()?;
+            name.strip_prefix("refs/tags/").map(ToOwned::to_owned)
+        })
+        .collect())
+}
+
+/// What to fetch for a reference: the remote ref (or commit) asked for and where it is kept.
+struct Target {
+    /// The remote ref, or `None` for a commit asked for by its id.
+    wanted: Option<String>,
+    commit: Option<ObjectId>,
+    tracking: String,
+    /// What it resolved to, for the status: the tag a range chose.
+    resolved: GitRef,
+}
+
+fn target(repo: &gix::Repository, source: &GitSource) -> Result<Option<Target>, SourceError> {
+    let tracked = |name: &str, resolved: GitRef| Target {
+        wanted: resolved.remote_name(),
+        commit: None,
+        tracking: format!("{TRACKING_PREFIX}{name}"),
+        resolved,
+    };
+    Ok(Some(match &source.git_ref {
+        GitRef::Branch(b) => tracked(b, source.git_ref.clone()),
+        GitRef::Tag(t) => tracked(&format!("tags/{t}"), source.git_ref.clone()),
+        GitRef::Semver(range) => {
+            let tags = remote_tags(repo, source)?;
+            let chosen = highest_match(range, tags.iter().map(String::as_str))
+                .map_err(|e| SourceError::Ref(e.to_string()))?;
+            let Some(tag) = chosen else {
+                return Ok(None);
+            };
+            tracked(&format!("tags/{tag}"), GitRef::Tag(tag.to_owned()))
+        }
+        GitRef::Commit(c) => Target {
+            wanted: None,
+            commit: Some(
+                ObjectId::from_hex(c.as_bytes()).map_err(|e| SourceError::Ref(e.to_string()))?,
+            ),
+            tracking: format!("{TRACKING_PREFIX}pinned"),
+            resolved: source.git_ref.clone(),
+        },
+    }))
+}
+
+/// Fetches the followed reference alone, one commit deep, into its tracking ref; `None` if the
+/// remote has no such reference. Aborts as soon as the pack breaks a limit. Other tracking
+/// refs (a deleted branch's, an earlier pin's) are removed: gix does not prune.
+pub fn fetch(
+    repo: &gix::Repository,
+    source: &GitSource,
+    interrupt: &AtomicBool,
+) -> Result<Option<Fetched>, SourceError> {
+    let Some(target) = target(repo, source)? else {
+        prune_tracking_refs(repo, None).map_err(|e| failure(source, None, e))?;
+        return Ok(None);
+    };
+    let mut repo = repo.clone();
+    let log = ssh_log(&repo, source)?;
+    let failed = |reason: String| failure(source, log.as_ref(), reason);
+    let tracking = target.tracking.clone();
+    // Forced, so a force-pushed branch is followed rather than refused.
+    let refspec = match (&target.wanted, &target.commit) {
+        (Some(wanted), _) => format!("+{wanted}:{tracking}"),
+        (None, Some(commit)) => format!("+{commit}:{tracking}"),
+        (None, None) => return Ok(None),
+    };
+    configure_ssh(&mut repo, source, log.as_ref())?;
+    let remote = remote(&repo, source, &refspec, log.as_ref())?;
+    let connection = connect(&remote, source, log.as_ref())?;
 
     // The refspec names one ref, so the server lists (protocol v2) and sends only that one.
     let prepare = connection
@@ -273,11 +401,14 @@ pub fn fetch(
             gix::remote::ref_map::Options::default(),
         )
         .map_err(|e| failed(gix_reason(&e)))?;
-    let remote_head = prepare.ref_map().remote_refs.iter().find_map(|r| {
-        let (name, target, peeled) = r.unpack();
-        (name == wanted.as_bytes())
-            .then(|| peeled.or(target).map(ToOwned::to_owned))
-            .flatten()
+    // A commit asked for by its id is not listed: the server is asked for it directly.
+    let remote_head = target.commit.or_else(|| {
+        prepare.ref_map().remote_refs.iter().find_map(|r| {
+            let (name, oid, peeled) = r.unpack();
+            (Some(name.to_str().ok()?) == target.wanted.as_deref())
+                .then(|| peeled.or(oid).map(ToOwned::to_owned))
+                .flatten()
+        })
     });
     let Some(commit) = remote_head else {
         drop(prepare);
@@ -295,6 +426,7 @@ pub fn fetch(
         prune_tracking_refs(&repo, Some(&tracking)).map_err(failed)?;
         return Ok(Some(Fetched {
             commit,
+            resolved: target.resolved,
             received: Received::default(),
         }));
     }
@@ -334,7 +466,7 @@ pub fn fetch(
             remove_ref(&repo, &tracking).map_err(failed)?;
         }
         return Err(SourceError::PackLimit {
-            url: shown.clone(),
+            url: source.url.to_string(),
             reason: exceeded.to_string(),
         });
     }
@@ -346,13 +478,27 @@ pub fn fetch(
     let received = meter.received();
     tracing::info!(
         repo = %source.url,
-        branch = %source.branch,
+        reference = %target.resolved,
         %commit,
         pack_bytes = received.bytes,
         objects = received.objects,
         "fetched"
     );
-    Ok(Some(Fetched { commit, received }))
+    // A tag that peels to something else than a commit is not a revision.
+    if !repo
+        .find_object(commit)
+        .is_ok_and(|o| o.kind == gix::object::Kind::Commit)
+    {
+        return Err(failed(format!(
+            "{} does not name a commit",
+            target.resolved
+        )));
+    }
+    Ok(Some(Fetched {
+        commit,
+        resolved: target.resolved,
+        received,
+    }))
 }
 
 fn http_options(

@@ -1,11 +1,13 @@
 //! Fetch step: the tenant's repository through gix over HTTPS, SSH or `file://`, one bare
-//! cache per tenant, incremental shallow fetches of the followed branch alone with the pack's
-//! size bounded while it arrives, branch → commit, and the commit's files read from its tree
+//! cache per tenant, incremental shallow fetches of the followed branch (or the pinned tag,
+//! semver range or commit) alone with the pack's size bounded while it arrives, reference →
+//! commit, and the commit's files read from its tree
 //! without a worktree, within limits.
 
 mod fetch;
 mod local;
 mod meter;
+mod reference;
 mod tree;
 mod url;
 
@@ -14,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use local::{LocalError, read_local_dir};
+pub use reference::{GitRef, RefError, highest_match};
 pub use tree::TreeLimits;
 pub use url::{RepoUrl, validate_url};
 
@@ -93,7 +96,8 @@ impl Auth {
 #[derive(Clone, Debug)]
 pub struct GitSource {
     pub url: RepoUrl,
-    pub branch: String,
+    /// The branch followed, or the tag, range or commit pinned.
+    pub git_ref: GitRef,
     /// The bare cache repository (created on first fetch).
     pub cache_dir: PathBuf,
     pub auth: Auth,
@@ -115,6 +119,8 @@ pub struct Revision {
     pub files: Vec<SourceFile>,
     /// Bytes of pack data this fetch received (0 when the branch had not moved).
     pub received_bytes: u64,
+    /// What the reference resolved to (the tag a semver range chose; otherwise itself).
+    pub resolved: GitRef,
 }
 
 /// Why a revision could not be fetched. No variant carries credentials.
@@ -129,10 +135,10 @@ pub enum SourceError {
     /// The pack broke a bound while it arrived (bytes, objects, inflated size).
     #[error("fetching {url}: {reason}")]
     PackLimit { url: String, reason: String },
-    #[error("invalid branch name {0:?}")]
-    Branch(String),
-    #[error("branch {branch} does not exist in {url}")]
-    BranchNotFound { url: String, branch: String },
+    #[error("{0}")]
+    Ref(String),
+    #[error("{reference} does not exist in {url}")]
+    RefNotFound { url: String, reference: String },
     #[error("reading commit {commit}: {reason}")]
     Tree { commit: String, reason: String },
     #[error("{path}: {reason}")]
@@ -149,8 +155,8 @@ impl SourceError {
             Self::Cache { .. } => "Cache",
             Self::Fetch { .. } => "Fetch",
             Self::PackLimit { .. } => "PackLimit",
-            Self::Branch(_) => "Branch",
-            Self::BranchNotFound { .. } => "BranchNotFound",
+            Self::Ref(_) => "Ref",
+            Self::RefNotFound { .. } => "RefNotFound",
             Self::Tree { .. } => "Tree",
             Self::Refused { .. } => "Refused",
             Self::Limit(_) => "Limit",
@@ -159,25 +165,23 @@ impl SourceError {
 }
 
 impl GitSource {
-    /// Fetches the branch and reads its head commit. Blocking: call from a blocking thread.
+    /// Fetches the reference and reads its commit. Blocking: call from a blocking thread.
     pub fn fetch(&self, interrupt: &AtomicBool) -> Result<Revision, SourceError> {
-        // The name goes into a refspec: no patterns, no second side, nothing git would refuse.
-        if gix::refs::FullName::try_from(format!("refs/heads/{}", self.branch)).is_err()
-            || self.branch.contains(['*', ':'])
-        {
-            return Err(SourceError::Branch(self.branch.clone()));
-        }
+        self.git_ref
+            .validate()
+            .map_err(|e| SourceError::Ref(e.to_string()))?;
         let repo = fetch::open_cache(&self.cache_dir, self.url.is_file(), &self.limits)?;
         let fetched =
-            fetch::fetch(&repo, self, interrupt)?.ok_or_else(|| SourceError::BranchNotFound {
+            fetch::fetch(&repo, self, interrupt)?.ok_or_else(|| SourceError::RefNotFound {
                 url: self.url.to_string(),
-                branch: self.branch.clone(),
+                reference: self.git_ref.to_string(),
             })?;
         let files = tree::read(&repo, fetched.commit, &self.limits)?;
         Ok(Revision {
             commit: fetched.commit.to_string(),
             files,
             received_bytes: fetched.received.bytes,
+            resolved: fetched.resolved,
         })
     }
 }

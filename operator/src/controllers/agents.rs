@@ -174,7 +174,7 @@ impl ProcessAgents {
         tenant: &Tenant,
         running: &mut BTreeMap<String, Running>,
     ) -> Result<(), String> {
-        let args = self.arguments(tenant);
+        let args = self.arguments(tenant)?;
         let fingerprint = args.join(" ");
         if let Some(agent) = running.get_mut(name) {
             // Changed settings: the old process is stopped below.
@@ -286,7 +286,7 @@ impl ProcessAgents {
         self.state_dir.join(tenant)
     }
 
-    fn arguments(&self, tenant: &Tenant) -> Vec<String> {
+    fn arguments(&self, tenant: &Tenant) -> Result<Vec<String>, String> {
         let dir = self.dir(&tenant.name_any());
         let (cache, key) = (dir.join("cache"), dir.join(REPORT_KEY_FILE));
         let mut args = agent_args(
@@ -298,9 +298,10 @@ impl ProcessAgents {
                 metrics_addr: "off",
                 report_key: &key.to_string_lossy(),
             },
-        );
+        )
+        .map_err(|e| e.to_string())?;
         args.extend(self.extra_args.iter().cloned());
-        args
+        Ok(args)
     }
 
     /// A fresh token for the agent's ServiceAccount, and a kubeconfig pointing at it.

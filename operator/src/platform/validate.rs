@@ -115,6 +115,25 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
         if let Err(e) = validate_url(&tenant.spec.source.url) {
             problem(format!("source.url: {e}"));
         }
+        // The reference of every cluster named, and the default one.
+        let clusters = tenant.spec.source.clusters.keys().map(String::as_str);
+        for cluster in clusters.chain([""]) {
+            match tenant.source_for(cluster) {
+                Ok((git_ref, _)) => {
+                    if let Err(e) = git_ref.validate() {
+                        problem(format!("source: {e}"));
+                    }
+                }
+                Err(e) => problem(format!("source.{e}")),
+            }
+        }
+        for (cluster, o) in &tenant.spec.source.clusters {
+            if o.branch.is_some() && o.pin.is_some() {
+                problem(format!(
+                    "source.clusters.{cluster}: branch and ref both set; use one"
+                ));
+            }
+        }
         let interval = &tenant.spec.source.interval;
         let valid_interval = parse_duration(interval).is_ok_and(|d| !d.is_zero());
         if !valid_interval {
@@ -223,6 +242,10 @@ mod tests {
             tenant(
                 json!({"metadata": {"name": "team-e-with-a-name-much-too-long-for-an-agent-namespace"}, "spec": {"namespaces": ["team-e"], "ingressHosts": ["shop.example.com", "x.d.example.com"]}}),
             ),
+            tenant(
+                json!({"metadata": {"name": "team-f"}, "spec": {"source": {"url": "https://git.example.com/f.git", "ref": {"semver": "nope"},
+                    "clusters": {"prod": {"ref": {"tag": "v1", "commit": "0123456789abcdef0123456789abcdef01234567"}}, "dev": {"branch": "dev", "ref": {"tag": "v2"}}}}}}),
+            ),
         ];
         let problems: Vec<String> = validate(&set, "berth-system")
             .iter()
@@ -244,6 +267,9 @@ mod tests {
                 "tenants/team-d.yaml (document 1): tenant team-d: ingress host \"bad host\" is not a host name (or `*.` and a host name)",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: the name is longer than 51 characters (its agent's namespace is berth-agent-<name>)",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host shop.example.com is already claimed by tenant team-d",
+                "tenants/team-f.yaml (document 1): tenant team-f: source.clusters.prod.ref names more than one of branch, tag, semver and commit",
+                "tenants/team-f.yaml (document 1): tenant team-f: source: invalid semver range \"nope\": unexpected character 'n' while parsing major version number",
+                "tenants/team-f.yaml (document 1): tenant team-f: source.clusters.dev: branch and ref both set; use one",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host x.d.example.com is covered by tenant team-d's *.d.example.com",
             ]
         );

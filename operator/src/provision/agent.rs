@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use berth_engine::api::{MANAGED_BY, TENANT_LABEL, Tenant};
+use berth_engine::source::GitRef;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -98,9 +99,17 @@ pub fn agent_args(
     cluster: &str,
     operator_namespace: &str,
     paths: &AgentPaths<'_>,
-) -> Vec<String> {
+) -> Result<Vec<String>, ProvisionError> {
     let name = tenant.name_any();
-    let (branch, path) = tenant.source_for(cluster);
+    let (git_ref, path) = tenant
+        .source_for(cluster)
+        .map_err(|e| ProvisionError::Invalid(format!("source.{e}")))?;
+    let (ref_flag, ref_value) = match git_ref {
+        GitRef::Branch(b) => ("--branch", b),
+        GitRef::Tag(t) => ("--tag", t),
+        GitRef::Semver(r) => ("--semver", r),
+        GitRef::Commit(c) => ("--commit", c),
+    };
     let mut args = vec![
         "run".to_owned(),
         "--tenant".into(),
@@ -111,8 +120,8 @@ pub fn agent_args(
         tenant.agent_namespace(),
         "--repo".into(),
         tenant.spec.source.url.clone(),
-        "--branch".into(),
-        branch,
+        ref_flag.into(),
+        ref_value,
         "--path".into(),
         path,
         "--interval".into(),
@@ -140,7 +149,7 @@ pub fn agent_args(
             args.push(values.join(","));
         }
     }
-    args
+    Ok(args)
 }
 
 fn labels(tenant: &str) -> BTreeMap<String, String> {
@@ -244,7 +253,7 @@ pub fn agent_deployment(
             metrics_addr: &metrics_addr,
             report_key: &report_key,
         },
-    );
+    )?;
     let mut env: Vec<EnvVar> = AGENT_MALLOC_ENV
         .iter()
         .map(|(name, value)| EnvVar {

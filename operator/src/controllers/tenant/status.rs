@@ -84,6 +84,7 @@ pub fn derive(
         conditions,
         observed_generation: generation,
         last_applied_revision: sync.and_then(|s| s.last_applied_revision.clone()),
+        resolved_ref: sync.and_then(|s| s.resolved_ref.clone()),
         objects: sync.map_or(0, |s| s.counts.objects),
         refused: sync.map_or(0, |s| s.counts.refused),
         ..TenantStatus::default()
