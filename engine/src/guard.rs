@@ -39,29 +39,6 @@ impl TenantContext {
     }
 }
 
-/// Kinds a tenant may deploy unless the platform says otherwise: workloads and their
-/// configuration, but nothing that changes the tenant's own quota or limits.
-pub const DEFAULT_ALLOWED_KINDS: [&str; 18] = [
-    "ConfigMap",
-    "Secret",
-    "Service",
-    "ServiceAccount",
-    "PersistentVolumeClaim",
-    "Pod",
-    "apps/Deployment",
-    "apps/StatefulSet",
-    "apps/DaemonSet",
-    "batch/Job",
-    "batch/CronJob",
-    "networking.k8s.io/Ingress",
-    "networking.k8s.io/NetworkPolicy",
-    "autoscaling/HorizontalPodAutoscaler",
-    "policy/PodDisruptionBudget",
-    "rbac.authorization.k8s.io/Role",
-    "rbac.authorization.k8s.io/RoleBinding",
-    "coordination.k8s.io/Lease",
-];
-
 /// Whether a kind lives in a namespace, as the API server (or a built-in table) says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -157,10 +134,6 @@ pub fn check(
             refusals.push(refuse(reason));
             continue;
         }
-        if !kind_allowed(&manifest.reference, &tenant.allowed_kinds) {
-            refusals.push(refuse(RefusalReason::KindNotAllowed));
-            continue;
-        }
         match manifest.reference.namespace.clone() {
             Some(ns) if !tenant.namespaces.contains(&ns) => {
                 refusals.push(refuse(RefusalReason::OutsideTenant { namespace: ns }));
@@ -177,13 +150,18 @@ pub fn check(
                 }
             },
         }
-        if reserved_name(&manifest.reference.name) {
-            refusals.push(Refusal {
-                object: manifest.reference.clone(),
-                origin: manifest.origin.clone(),
-                reason: RefusalReason::ReservedName,
-            });
-        }
+        let reason = if !kind_allowed(&manifest.reference, &tenant.allowed_kinds) {
+            RefusalReason::KindNotAllowed
+        } else if reserved_name(&manifest.reference.name) {
+            RefusalReason::ReservedName
+        } else {
+            continue;
+        };
+        refusals.push(Refusal {
+            object: manifest.reference.clone(),
+            origin: manifest.origin.clone(),
+            reason,
+        });
     }
     refusals
 }
@@ -199,42 +177,7 @@ fn kind_allowed(object: &ObjectRef, allowed: &[String]) -> bool {
 /// Scopes of well-known kinds, so `berth-agent check` works without a cluster; the agent asks
 /// the API server's discovery for anything else.
 pub fn builtin_scope(object: &ObjectRef) -> Option<Scope> {
-    const CLUSTER: [(&str, &str); 16] = [
-        ("", "Namespace"),
-        ("", "Node"),
-        ("", "PersistentVolume"),
-        ("rbac.authorization.k8s.io", "ClusterRole"),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-        ("apiextensions.k8s.io", "CustomResourceDefinition"),
-        (
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-        ),
-        (
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-        ),
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-        (
-            "admissionregistration.k8s.io",
-            "ValidatingAdmissionPolicyBinding",
-        ),
-        ("apiregistration.k8s.io", "APIService"),
-        ("storage.k8s.io", "StorageClass"),
-        ("storage.k8s.io", "CSIDriver"),
-        ("scheduling.k8s.io", "PriorityClass"),
-        ("networking.k8s.io", "IngressClass"),
-        ("node.k8s.io", "RuntimeClass"),
-    ];
-    let key = (object.group(), object.kind.as_str());
-    if CLUSTER.contains(&key) {
-        return Some(Scope::Cluster);
-    }
-    let namespaced = DEFAULT_ALLOWED_KINDS.iter().any(|entry| {
-        let (group, kind) = entry.split_once('/').unwrap_or(("", entry));
-        (group, kind) == key
-    }) || matches!(key, ("", "ResourceQuota") | ("", "LimitRange"));
-    namespaced.then_some(Scope::Namespaced)
+    crate::kinds::of(object).map(|k| k.scope)
 }
 
 #[cfg(test)]
@@ -288,7 +231,11 @@ mod tests {
 
     #[test]
     fn every_rule_refuses_with_its_reason_and_message() {
-        let defaults: Vec<&str> = DEFAULT_ALLOWED_KINDS.to_vec();
+        let defaults: Vec<&'static str> = crate::kinds::KNOWN_KINDS
+            .iter()
+            .filter(|k| k.default_allowed)
+            .map(|k| k.kind)
+            .collect();
         // (object, allowed kinds, expected refusal label and message, or None when admitted)
         let cases: Vec<Case> = vec![
             (
@@ -465,8 +412,8 @@ mod tests {
 
     #[test]
     fn builtin_scopes_cover_the_default_kinds() {
-        for kind in DEFAULT_ALLOWED_KINDS {
-            let (group, kind) = kind.split_once('/').unwrap_or(("", kind));
+        for kind in crate::kinds::default_allowed() {
+            let (group, kind) = kind.split_once('/').unwrap_or(("", &kind));
             let api_version = if group.is_empty() {
                 "v1".to_owned()
             } else {

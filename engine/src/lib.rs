@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod duration;
 pub mod guard;
 pub mod http_server;
+pub mod kinds;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;

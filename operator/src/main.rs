@@ -234,7 +234,19 @@ fn render_tenant(
     let context = provision::ProvisionContext {
         operator_namespace: operator_namespace.to_owned(),
     };
-    let desired = provision::build(&tenant, &context, profile).map_err(|e| in_file(&e))?;
+    // Without a cluster to ask, kinds Berth does not know by name are taken as served.
+    let discovered = provision::assume_served(&tenant.spec.allowed_kinds);
+    for (kind, found) in &discovered {
+        eprintln!(
+            "berth-operator render: {kind} taken as the namespaced resource {} (the operator asks the cluster)",
+            found.resource
+        );
+    }
+    let inputs = provision::Inputs {
+        profile,
+        discovered,
+    };
+    let desired = provision::build(&tenant, &context, &inputs).map_err(|e| in_file(&e))?;
     let mut out = String::new();
     for object in desired.objects().map_err(|e| in_file(&e))? {
         out.push_str("---\n");

@@ -10,7 +10,7 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_engine::guard::{DEFAULT_ALLOWED_KINDS, TenantContext};
+use berth_engine::guard::TenantContext;
 use berth_engine::telemetry;
 use clap::{Args, Parser, Subcommand};
 
@@ -98,10 +98,7 @@ pub struct TenantArgs {
 impl TenantArgs {
     fn context(&self) -> TenantContext {
         let allowed_kinds = if self.allowed_kinds.is_empty() {
-            DEFAULT_ALLOWED_KINDS
-                .iter()
-                .map(|k| (*k).to_owned())
-                .collect()
+            berth_engine::kinds::default_allowed()
         } else {
             self.allowed_kinds.clone()
         };

@@ -7,6 +7,7 @@ mod agent_deployment;
 mod agent_identity;
 mod audit;
 mod control_plane;
+mod custom_kinds;
 mod deploy;
 mod evidence;
 mod fetch_limits;

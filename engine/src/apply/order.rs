@@ -1,36 +1,18 @@
 //! Apply order: what others depend on goes first (accounts, RBAC, configuration, storage,
 //! services), workloads next, then what points at workloads. Pruning runs in reverse.
 
+use crate::kinds::LAST_TIER;
 use crate::manifest::{Manifest, ObjectRef};
 
-/// Tiers of kinds; objects in one tier are applied concurrently, tiers one after another.
-const TIERS: [&[&str]; 5] = [
-    &["ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"],
-    &["ConfigMap", "Secret", "PersistentVolumeClaim", "Service"],
-    &[
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "Pod",
-        "Job",
-        "CronJob",
-    ],
-    &["HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"],
-    &[],
-];
-
-/// The tier of an object's kind; unknown kinds (custom resources) come last.
+/// The tier of an object's kind (from `kinds`); kinds Berth does not know by name (custom
+/// resources) come last.
 pub fn tier(object: &ObjectRef) -> usize {
-    TIERS
-        .iter()
-        .position(|kinds| kinds.contains(&object.kind.as_str()))
-        .unwrap_or(TIERS.len() - 1)
+    crate::kinds::of(object).map_or(LAST_TIER, |k| k.tier)
 }
 
 /// Groups manifests into tiers, each sorted by namespace, kind and name for stable output.
 pub fn tiers(manifests: &[Manifest]) -> Vec<Vec<&Manifest>> {
-    let mut grouped: Vec<Vec<&Manifest>> = vec![Vec::new(); TIERS.len()];
+    let mut grouped: Vec<Vec<&Manifest>> = vec![Vec::new(); LAST_TIER + 1];
     for m in manifests {
         grouped[tier(&m.reference)].push(m);
     }

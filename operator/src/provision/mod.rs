@@ -27,7 +27,7 @@ use kube::Resource;
 use serde::Serialize;
 
 pub use policy::{policy_config_map_name, tenant_policy};
-pub use rbac::{AGENT, agent_rules};
+pub use rbac::{AGENT, DiscoveredKind, DiscoveredKinds, agent_rules, assume_served, undiscovered};
 
 /// Label on what the operator provisions, and only that: what a changed Tenant no longer
 /// declares is found by it and pruned.
@@ -48,10 +48,14 @@ pub struct ProvisionContext {
 pub enum ProvisionError {
     #[error("tenant has no name")]
     NoName,
-    #[error(
-        "allowed kind {0}: Berth does not know its API resource; use one of the built-in kinds"
-    )]
+    #[error("allowed kind {0}: Berth does not know this kind by name; write it as group/Kind")]
     UnknownKind(String),
+    #[error("allowed kind {0}: cluster-scoped kinds are never a tenant's")]
+    ClusterScopedKind(String),
+    #[error(
+        "allowed kind {0}: the cluster does not serve it (is its CustomResourceDefinition installed?); waiting for it"
+    )]
+    KindNotServed(String),
     #[error("credentials Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
     #[error(
@@ -141,17 +145,27 @@ fn pod_security_labels(enforce: Profile) -> [(String, String); 3] {
     })
 }
 
-/// Builds the tenant's objects. Pure: the same Tenant, context and profile always give the
-/// same objects. `profile` is the tenant's policy profile (its namespaces' Pod Security level).
+/// What provisioning needs to know from outside the Tenant.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// The tenant's policy profile (its namespaces' Pod Security level).
+    pub profile: Profile,
+    /// Allowed kinds Berth does not know by name, as the cluster's discovery describes them.
+    pub discovered: DiscoveredKinds,
+}
+
+/// Builds the tenant's objects. Pure: the same Tenant, context and inputs always give the same
+/// objects.
 pub fn build(
     tenant: &Tenant,
     context: &ProvisionContext,
-    profile: Profile,
+    inputs: &Inputs,
 ) -> Result<Desired, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
     let home = tenant.agent_namespace();
     let labels = labels(&name);
-    let rules = agent_rules(&tenant.spec.allowed_kinds)?;
+    let rules = agent_rules(&tenant.spec.allowed_kinds, &inputs.discovered)?;
+    let profile = inputs.profile;
     let mut desired = Desired {
         service_account: ServiceAccount {
             metadata: meta(AGENT, &home, &labels),

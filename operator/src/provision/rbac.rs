@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use berth_engine::api::Tenant;
-use berth_engine::guard::DEFAULT_ALLOWED_KINDS;
+use berth_engine::guard::Scope;
+use berth_engine::kinds::{self, KNOWN_KINDS, KnownKind};
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -23,31 +24,104 @@ const VERBS: [&str; 7] = [
     "get", "list", "watch", "create", "update", "patch", "delete",
 ];
 
-/// API group and resource of each kind Berth can grant.
-const RESOURCES: [(&str, &str, &str); 18] = [
-    ("", "ConfigMap", "configmaps"),
-    ("", "Secret", "secrets"),
-    ("", "Service", "services"),
-    ("", "ServiceAccount", "serviceaccounts"),
-    ("", "PersistentVolumeClaim", "persistentvolumeclaims"),
-    ("", "Pod", "pods"),
-    ("apps", "Deployment", "deployments"),
-    ("apps", "StatefulSet", "statefulsets"),
-    ("apps", "DaemonSet", "daemonsets"),
-    ("batch", "Job", "jobs"),
-    ("batch", "CronJob", "cronjobs"),
-    ("networking.k8s.io", "Ingress", "ingresses"),
-    ("networking.k8s.io", "NetworkPolicy", "networkpolicies"),
-    (
-        "autoscaling",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-    ),
-    ("policy", "PodDisruptionBudget", "poddisruptionbudgets"),
-    ("rbac.authorization.k8s.io", "Role", "roles"),
-    ("rbac.authorization.k8s.io", "RoleBinding", "rolebindings"),
-    ("coordination.k8s.io", "Lease", "leases"),
-];
+/// A kind the platform allows that Berth does not know by name, as the API server's discovery
+/// describes it: its resource (plural) and whether it is namespaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveredKind {
+    pub resource: String,
+    pub namespaced: bool,
+}
+
+/// Discovered kinds by their `allowedKinds` entry (`group/Kind`).
+pub type DiscoveredKinds = BTreeMap<String, DiscoveredKind>;
+
+/// The group and resource of each allowed kind. A kind named without its group must be one
+/// Berth knows; `group/Kind` entries Berth does not know come from `discovered` (and if they
+/// are not there, the cluster does not serve them yet). `*` is every kind a tenant gets by
+/// default. Cluster-scoped kinds are refused whatever is declared.
+pub fn allowed_resources(
+    allowed_kinds: &[String],
+    discovered: &DiscoveredKinds,
+) -> Result<Vec<(String, String)>, ProvisionError> {
+    let defaults = kinds::default_allowed();
+    let entries = if allowed_kinds.is_empty() {
+        &defaults
+    } else {
+        allowed_kinds
+    };
+    let mut resources = Vec::new();
+    for entry in entries {
+        if entry == "*" {
+            resources.extend(
+                KNOWN_KINDS
+                    .iter()
+                    .filter(|k| k.default_allowed)
+                    .map(|k| (k.group.to_owned(), k.resource.to_owned())),
+            );
+            continue;
+        }
+        let (group, kind) = match entry.split_once('/') {
+            Some((group, kind)) => (Some(group), kind),
+            None => (None, entry.as_str()),
+        };
+        let known: Vec<&KnownKind> = KNOWN_KINDS
+            .iter()
+            .filter(|k| k.kind == kind && group.is_none_or(|g| g == k.group))
+            .collect();
+        if known.iter().any(|k| k.scope == Scope::Cluster) {
+            return Err(ProvisionError::ClusterScopedKind(entry.clone()));
+        }
+        if !known.is_empty() {
+            resources.extend(
+                known
+                    .iter()
+                    .map(|k| (k.group.to_owned(), k.resource.to_owned())),
+            );
+            continue;
+        }
+        let Some(group) = group else {
+            return Err(ProvisionError::UnknownKind(entry.clone()));
+        };
+        match discovered.get(entry) {
+            Some(d) if !d.namespaced => {
+                return Err(ProvisionError::ClusterScopedKind(entry.clone()));
+            }
+            Some(d) => resources.push((group.to_owned(), d.resource.clone())),
+            None => return Err(ProvisionError::KindNotServed(entry.clone())),
+        }
+    }
+    Ok(resources)
+}
+
+/// The unknown `group/Kind` entries taken as served and namespaced, their resource guessed as
+/// the lowercase plural: for checks and renderings without a cluster.
+pub fn assume_served(allowed_kinds: &[String]) -> DiscoveredKinds {
+    undiscovered(allowed_kinds)
+        .into_iter()
+        .map(|(group, kind)| {
+            (
+                format!("{group}/{kind}"),
+                DiscoveredKind {
+                    resource: format!("{}s", kind.to_lowercase()),
+                    namespaced: true,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The `group/Kind` entries of `allowed_kinds` Berth does not know by name (for discovery).
+pub fn undiscovered(allowed_kinds: &[String]) -> Vec<(String, String)> {
+    allowed_kinds
+        .iter()
+        .filter_map(|entry| {
+            let (group, kind) = entry.split_once('/')?;
+            kinds::known(group, kind)
+                .is_none()
+                .then(|| (group.to_owned(), kind.to_owned()))
+        })
+        .collect()
+}
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -60,39 +134,21 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 
 /// The rules of the agent's Role in the tenant's namespaces for these allowed kinds (default:
 /// Berth's default set).
-pub fn agent_rules(allowed_kinds: &[String]) -> Result<Vec<PolicyRule>, ProvisionError> {
-    let defaults: Vec<String> = DEFAULT_ALLOWED_KINDS
-        .iter()
-        .map(|k| (*k).to_owned())
-        .collect();
-    let kinds = if allowed_kinds.is_empty() {
-        &defaults
-    } else {
-        allowed_kinds
-    };
-    let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for kind in kinds {
-        let matches: Vec<&(&str, &str, &str)> = RESOURCES
-            .iter()
-            .filter(|(group, k, _)| match kind.split_once('/') {
-                _ if kind == "*" => true,
-                Some((g, k2)) => g == *group && k2 == *k,
-                None => kind == k,
-            })
-            .collect();
-        if matches.is_empty() {
-            return Err(ProvisionError::UnknownKind(kind.clone()));
-        }
-        for (group, _, resource) in matches {
-            by_group.entry(group).or_default().push(resource);
-        }
+pub fn agent_rules(
+    allowed_kinds: &[String],
+    discovered: &DiscoveredKinds,
+) -> Result<Vec<PolicyRule>, ProvisionError> {
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (group, resource) in allowed_resources(allowed_kinds, discovered)? {
+        by_group.entry(group).or_default().push(resource);
     }
     Ok(by_group
         .into_iter()
         .map(|(group, mut resources)| {
             resources.sort_unstable();
             resources.dedup();
-            rule(group, &resources, &VERBS)
+            let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
+            rule(&group, &resources, &VERBS)
         })
         .collect())
 }

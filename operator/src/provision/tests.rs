@@ -27,7 +27,7 @@ fn context() -> ProvisionContext {
 }
 
 fn build_default(spec: TenantSpec) -> Desired {
-    build(&tenant(spec), &context(), Profile::Baseline).unwrap()
+    build(&tenant(spec), &context(), &Inputs::default()).unwrap()
 }
 
 fn names<T: kube::Resource>(objects: &[T]) -> Vec<String> {
@@ -134,7 +134,11 @@ fn a_minimal_tenant_gets_its_namespace_an_agent_namespace_and_isolation() {
 
 #[test]
 fn the_restricted_profile_is_enforced_by_pod_security_admission_too() {
-    let desired = build(&tenant(spec()), &context(), Profile::Restricted).unwrap();
+    let inputs = Inputs {
+        profile: Profile::Restricted,
+        ..Inputs::default()
+    };
+    let desired = build(&tenant(spec()), &context(), &inputs).unwrap();
     assert_eq!(
         label(&desired.namespaces[0], "pod-security.kubernetes.io/enforce"),
         Some("restricted")
@@ -248,15 +252,80 @@ fn every_namespace_gets_quota_limits_members_and_isolation() {
 
 #[test]
 fn allowed_kinds_narrow_the_agent_role_and_unknown_kinds_are_refused() {
-    let rules =
-        serde_json::to_value(agent_rules(&["ConfigMap".into(), "apps/Deployment".into()]).unwrap())
-            .unwrap();
+    let none = DiscoveredKinds::new();
+    let rules = serde_json::to_value(
+        agent_rules(&["ConfigMap".into(), "apps/Deployment".into()], &none).unwrap(),
+    )
+    .unwrap();
     assert_eq!(rules[0]["apiGroups"], json!([""]));
     assert_eq!(rules[0]["resources"], json!(["configmaps"]));
     assert_eq!(rules[1]["resources"], json!(["deployments"]));
+    // A kind Berth does not know by name needs its group, and the cluster to serve it.
     assert_eq!(
-        agent_rules(&["example.com/Widget".into()]),
-        Err(ProvisionError::UnknownKind("example.com/Widget".into()))
+        agent_rules(&["Widget".into()], &none),
+        Err(ProvisionError::UnknownKind("Widget".into()))
+    );
+    assert_eq!(
+        agent_rules(&["example.com/Widget".into()], &none),
+        Err(ProvisionError::KindNotServed("example.com/Widget".into()))
+    );
+    // Cluster-scoped kinds are refused, known or discovered.
+    assert_eq!(
+        agent_rules(&["rbac.authorization.k8s.io/ClusterRole".into()], &none),
+        Err(ProvisionError::ClusterScopedKind(
+            "rbac.authorization.k8s.io/ClusterRole".into()
+        ))
+    );
+    let cluster_widget = DiscoveredKinds::from([(
+        "example.com/Widget".to_owned(),
+        DiscoveredKind {
+            resource: "widgets".into(),
+            namespaced: false,
+        },
+    )]);
+    assert_eq!(
+        agent_rules(&["example.com/Widget".into()], &cluster_widget),
+        Err(ProvisionError::ClusterScopedKind(
+            "example.com/Widget".into()
+        ))
+    );
+}
+
+#[test]
+fn a_discovered_kind_is_granted_by_its_resource() {
+    let discovered = DiscoveredKinds::from([(
+        "monitoring.coreos.com/ServiceMonitor".to_owned(),
+        DiscoveredKind {
+            resource: "servicemonitors".into(),
+            namespaced: true,
+        },
+    )]);
+    let rules = serde_json::to_value(
+        agent_rules(
+            &[
+                "ConfigMap".into(),
+                "monitoring.coreos.com/ServiceMonitor".into(),
+            ],
+            &discovered,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rules[1],
+        json!({"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
+    );
+    // Without a cluster, such a kind is taken as the lowercase plural.
+    assert_eq!(
+        assume_served(&["example.com/Widget".into(), "ConfigMap".into()]),
+        DiscoveredKinds::from([(
+            "example.com/Widget".to_owned(),
+            DiscoveredKind {
+                resource: "widgets".into(),
+                namespaced: true
+            }
+        )])
     );
 }
 

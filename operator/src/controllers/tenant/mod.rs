@@ -2,6 +2,7 @@
 //! reports Provisioned, Synced, PolicyCompliant and Ready (`status`, mirroring its agent's
 //! TenantSync); a finalizer offboards a deleted Tenant (`offboard`).
 
+mod discovery;
 mod drift;
 mod migrate;
 mod offboard;
@@ -79,6 +80,7 @@ impl TenantError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Invalid(ProvisionError::NotDeclared) => "NotDeclared",
+            Self::Invalid(ProvisionError::KindNotServed(_)) => "KindNotServed",
             Self::Invalid(_) => "InvalidSpec",
             Self::Keys(_) => "SigningKey",
             Self::Api { .. } => "ApiError",
@@ -361,6 +363,11 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
     set_status(tenant, context, provisioned, done).await?;
     match outcome {
         Ok(_) => Ok(Action::requeue(RESYNC)),
+        // A CustomResourceDefinition may be installed without the Tenant changing.
+        Err(TenantError::Invalid(e @ ProvisionError::KindNotServed(_))) => {
+            tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for a kind");
+            Ok(Action::requeue(Duration::from_secs(30)))
+        }
         // The credentials Secret may be created or mended without the Tenant changing.
         Err(TenantError::Invalid(e @ ProvisionError::Credentials { .. })) => {
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for its credentials");
@@ -403,7 +410,11 @@ async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provision
         return Err(refusal.into());
     }
     let policy = context.tenant_policy(tenant);
-    let desired = provision::build(tenant, &context.provision, profile_of(&policy))?;
+    let inputs = provision::Inputs {
+        profile: profile_of(&policy),
+        discovered: discovery::discover(&context.client, tenant).await?,
+    };
+    let desired = provision::build(tenant, &context.provision, &inputs)?;
     apply_all(&context.client, &desired).await?;
     ensure_sync(&context.client, tenant).await?;
     // An agent namespace in the status means this layout is in place already.
