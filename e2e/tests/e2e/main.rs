@@ -10,6 +10,7 @@ mod control_plane;
 mod deploy;
 mod evidence;
 mod fetch_limits;
+mod helm;
 mod leader;
 mod migration;
 mod operator;
