@@ -65,7 +65,7 @@ async fn a_helm_chart_applies_with_warnings_by_default_and_is_refused_under_rest
         copy_tree(&repo, &chart, "apps/podinfo/");
         repo.write(
             "clusters/default/podinfo.yaml",
-            "replicaCount: 2\nhpa:\n  enabled: true\n  maxReplicas: 4\n",
+            "hpa:\n  enabled: true\n  maxReplicas: 4\n",
         );
         repo.commit("podinfo chart");
 
@@ -105,17 +105,22 @@ async fn a_helm_chart_applies_with_warnings_by_default_and_is_refused_under_rest
         tenant_ready(&admin, &relaxed, Duration::from_secs(120)).await?;
         let status = sync_status(&admin, &relaxed).await.unwrap_or_default();
         assert_eq!(status.result, SyncResult::Applied, "{}", status.message);
-        let deployment = Api::<Deployment>::namespaced(admin.clone(), &relaxed)
-            .get("shop-podinfo")
-            .await?;
-        assert_eq!(deployment.spec.replicas, Some(2));
+        // The cluster's own values file (last, so it wins over the production values' 5).
         let hpa = Api::<HorizontalPodAutoscaler>::namespaced(admin.clone(), &relaxed)
             .get("shop-podinfo")
             .await?;
         assert_eq!(hpa.spec.max_replicas, 4);
-        Api::<Deployment>::namespaced(admin.clone(), &relaxed)
-            .get("shop-podinfo-redis")
-            .await?;
+        // The production values: redis, and the podinfo Deployment's memory limit.
+        let deployments = Api::<Deployment>::namespaced(admin.clone(), &relaxed);
+        deployments.get("shop-podinfo-redis").await?;
+        let podinfo = deployments.get("shop-podinfo").await?;
+        let limits = podinfo.spec.template.spec.unwrap_or_default().containers[0]
+            .resources
+            .clone()
+            .unwrap_or_default()
+            .limits
+            .unwrap_or_default();
+        assert_eq!(limits["memory"].0, "256Mi");
 
         // Its PolicyReport lists the restricted-profile findings as warnings, by template.
         let reports = Api::<DynamicObject>::namespaced_with(
