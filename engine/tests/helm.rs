@@ -407,3 +407,84 @@ fn helm_errors_are_reported_with_repository_paths() {
         "scratch path in {message}"
     );
 }
+
+/// `charts/evil-0.1.0.tgz` made with GNU tar from `build` (which holds `evil/`), with `args`.
+fn archive(build: &Path, args: &[&str]) -> SourceFile {
+    let out = build.join("evil-0.1.0.tgz");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(build)
+        .arg("-czf")
+        .arg(&out)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    SourceFile {
+        path: "app/charts/evil-0.1.0.tgz".into(),
+        content: std::fs::read(&out).unwrap(),
+    }
+}
+
+/// Archives are refused by the check (every file of a dependency must be checkable); behind
+/// that, helm itself keeps an archive's content inside the chart: a member reaching out with
+/// `..` stops the render, and a symbolic link member is read as an empty file, never followed.
+#[test]
+fn chart_archives_are_refused_and_helm_keeps_their_content_in_the_chart() {
+    let build = tempfile::tempdir().unwrap();
+    let evil = build.path().join("evil/templates");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(
+        build.path().join("evil/Chart.yaml"),
+        "apiVersion: v2\nname: evil\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    let outside = build.path().join("outside.yaml");
+    std::fs::write(
+        &outside,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leaked}\n",
+    )
+    .unwrap();
+    let chart = |archive: SourceFile| {
+        vec![
+            file(
+                "app/Chart.yaml",
+                "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- {name: evil, version: 0.1.0}\n",
+            ),
+            archive,
+        ]
+    };
+
+    // A member named evil/../../outside.yaml.
+    let traversal = chart(archive(
+        build.path(),
+        &[
+            "-P",
+            "--transform=s,^outside.yaml,evil/../../outside.yaml,",
+            "evil/Chart.yaml",
+            "outside.yaml",
+        ],
+    ));
+    let err = render_chart(&traversal, "app", helm(&[])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("app/charts/evil-0.1.0.tgz: a chart archive: unpack it"),
+        "{err}"
+    );
+    let err = helm(&[])
+        .template_unchecked_for_sandbox_tests(&traversal, "app", &RenderLimits::default())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("chart illegally references parent directory"),
+        "{err}"
+    );
+
+    // A template that is a symbolic link to a manifest outside.
+    std::os::unix::fs::symlink(&outside, evil.join("link.yaml")).unwrap();
+    let linked = chart(archive(build.path(), &["evil"]));
+    let manifests = helm(&[])
+        .template_unchecked_for_sandbox_tests(&linked, "app", &RenderLimits::default())
+        .unwrap();
+    assert!(manifests.is_empty(), "{manifests:?}");
+}
