@@ -13,13 +13,13 @@ help: ## List the targets
 up: ## Run Berth locally: control plane, Git server, operator, two sample tenants; until Ctrl-C
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
 	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
 	  $(CARGO) build --locked --bins && \
 	  exec target/debug/up $(UP_ARGS)
 
 test: tools lint unit e2e ## The whole suite: lint, opa test, unit tests, end-to-end tests on a real control plane
 
-tools: ## Install pinned test tools (Debian packages, opa, kustomize)
+tools: ## Install pinned test tools (Debian packages, opa, kustomize, helm)
 	@e2e/tools/install.sh >/dev/null
 
 kube: ## Build the local control plane (cached per Kubernetes version)
@@ -38,16 +38,16 @@ crds: ## Regenerate deploy/crds/ from the Rust API types
 policies: ## opa test the policy library and rebuild its committed WebAssembly bundle
 	@export OPA=$$(e2e/tools/install.sh)/opa && "$$OPA" test policies/berth && policies/build.sh
 
-unit: ## Unit tests (no cluster; the real kustomize and opa CLIs), and opa test of the policies
+unit: ## Unit tests (no cluster; the real kustomize, helm and opa CLIs), and opa test of the policies
 	@tools=$$(e2e/tools/install.sh) && \
 	  "$$tools/opa" test policies/berth && \
-	  BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa \
+	  BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm \
 	  $(CARGO) test --workspace --locked --exclude berth-e2e
 
 e2e: ## End-to-end tests against a fresh local control plane
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
 	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
 	  export BERTH_E2E_RUN_ID=e2e$$$$ && \
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
@@ -56,14 +56,14 @@ e2e: ## End-to-end tests against a fresh local control plane
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
 	  tools=$$(e2e/tools/install.sh --bench) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_CONFTEST=$$tools/conftest && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm BERTH_CONFTEST=$$tools/conftest && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench
 
 bench-operator: ## Benchmark the operator: 100 tenants with agents, then 1,000 without (release build)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
 	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa && \
+	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
 	  export BERTH_E2E_RUN_ID=bench$$$$ && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench_operator && \

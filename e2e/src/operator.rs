@@ -59,6 +59,7 @@ impl TestOperator {
         let (metrics_addr, webhook_addr, admission_addr) = (free_addr(), free_addr(), free_addr());
         let admission_url = format!("https://{admission_addr}");
         let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
+        let helm = std::env::var("BERTH_HELM").unwrap_or_else(|_| "helm".into());
         let selector = format!("{E2E_LABEL}={namespace}");
         let child = Command::new(binary("berth-operator"))
             .args([
@@ -86,6 +87,7 @@ impl TestOperator {
             // Every few seconds, so every process-mode test runs its agents through refreshes.
             .args(["--agent-token-refresh", "3s"])
             .args(["--kustomize", &kustomize])
+            .args(["--helm", &helm])
             .arg("--cache-dir")
             .arg(cache)
             .args(extra)

@@ -151,6 +151,9 @@ impl TestTenant {
         if let Some(kustomize) = std::env::var_os("BERTH_KUSTOMIZE") {
             cmd.env("BERTH_KUSTOMIZE", kustomize);
         }
+        if let Some(helm) = std::env::var_os("BERTH_HELM") {
+            cmd.env("BERTH_HELM", helm);
+        }
         cmd
     }
 

@@ -4,7 +4,7 @@
 use crate::guard::{self, Refusal, Scope, TenantContext};
 use crate::manifest::{Manifest, ObjectRef};
 use crate::policy::{PolicyBundle, PolicyError, Severity, Violation};
-use crate::render::{self, Kustomize, RenderError, RenderLimits, SourceFile};
+use crate::render::{self, Helm, Kustomize, RenderError, RenderLimits, Renderers, SourceFile};
 
 /// Why a revision could not be checked at all.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,8 @@ impl Checked {
 pub struct Checker {
     pub tenant: TenantContext,
     pub kustomize: Kustomize,
+    /// helm, and the release a chart is rendered as.
+    pub helm: Helm,
     pub limits: RenderLimits,
 }
 
@@ -75,9 +77,12 @@ impl Checker {
         files: Vec<SourceFile>,
         path: &str,
     ) -> Result<Vec<Manifest>, CheckError> {
-        let (kustomize, limits, path) =
-            (self.kustomize.clone(), self.limits.clone(), path.to_owned());
-        tokio::task::spawn_blocking(move || render::render(&files, &path, &kustomize, &limits))
+        let renderers = Renderers {
+            kustomize: self.kustomize.clone(),
+            helm: self.helm.clone(),
+        };
+        let (limits, path) = (self.limits.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || render::render(&files, &path, &renderers, &limits))
             .await
             .map_err(|e| CheckError::Interrupted(e.to_string()))?
             .map_err(CheckError::from)

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_engine::render::{Kustomize, Launcher, RenderError, RenderLimits, SourceFile, render};
+use berth_engine::render::{
+    Kustomize, Launcher, RenderError, RenderLimits, SourceFile, Tool, render,
+};
 
 fn fixture(dir: &str) -> Vec<SourceFile> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +51,12 @@ fn kustomize() -> Kustomize {
 fn render_plain(
     files: &[SourceFile],
 ) -> Result<Vec<berth_engine::manifest::Manifest>, RenderError> {
-    render(files, "", &Kustomize::default(), &RenderLimits::default())
+    render(
+        files,
+        "",
+        &Kustomize::default().into(),
+        &RenderLimits::default(),
+    )
 }
 
 #[test]
@@ -77,7 +84,7 @@ fn a_kustomization_is_built_with_the_real_kustomize() {
     let manifests = render(
         &fixture("podinfo-kustomize"),
         "",
-        &kustomize(),
+        &kustomize().into(),
         &RenderLimits::default(),
     )
     .unwrap();
@@ -105,7 +112,7 @@ fn an_overlay_may_use_a_base_elsewhere_in_the_repository() {
     let manifests = render(
         &files,
         "clusters/prod",
-        &kustomize(),
+        &kustomize().into(),
         &RenderLimits::default(),
     )
     .unwrap();
@@ -123,7 +130,7 @@ fn a_kustomization_reaching_outside_the_repository_is_refused_before_kustomize_r
         program: "/nonexistent/kustomize".into(),
         ..Kustomize::default()
     };
-    let err = render(&files, "", &never, &RenderLimits::default()).unwrap_err();
+    let err = render(&files, "", &never.clone().into(), &RenderLimits::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("kustomization.yaml: resources[0]: `../../etc` points outside"),
@@ -133,7 +140,7 @@ fn a_kustomization_reaching_outside_the_repository_is_refused_before_kustomize_r
         "kustomization.yaml",
         "resources:\n- https://github.com/stefanprodan/podinfo//kustomize?ref=master\n",
     )];
-    let err = render(&remote, "", &never, &RenderLimits::default()).unwrap_err();
+    let err = render(&remote, "", &never.into(), &RenderLimits::default()).unwrap_err();
     assert!(err.to_string().contains("remote reference"), "{err}");
 }
 
@@ -143,9 +150,18 @@ fn kustomize_errors_name_the_problem_without_scratch_paths() {
         file("kustomization.yaml", "resources:\n- bad.yaml\n"),
         file("bad.yaml", "kind: [unclosed\n"),
     ];
-    let err = render(&files, "", &kustomize(), &RenderLimits::default()).unwrap_err();
+    let err = render(&files, "", &kustomize().into(), &RenderLimits::default()).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RenderError::KustomizeFailed(_)), "{message}");
+    assert!(
+        matches!(
+            err,
+            RenderError::ToolFailed {
+                tool: Tool::Kustomize,
+                ..
+            }
+        ),
+        "{message}"
+    );
     assert!(message.contains("bad.yaml"), "{message}");
     assert!(!message.contains("berth-render-"), "{message}");
 }
@@ -160,9 +176,18 @@ fn kustomize_errors_do_not_quote_secret_generator_values() {
         ),
         file("db.env", "PASSWORD=battery-staple-42\n"),
     ];
-    let err = render(&files, "", &kustomize(), &RenderLimits::default()).unwrap_err();
+    let err = render(&files, "", &kustomize().into(), &RenderLimits::default()).unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, RenderError::KustomizeFailed(_)), "{message}");
+    assert!(
+        matches!(
+            err,
+            RenderError::ToolFailed {
+                tool: Tool::Kustomize,
+                ..
+            }
+        ),
+        "{message}"
+    );
     assert!(message.contains("invalid literal source"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
     assert!(!message.contains("battery-staple"), "{message}");
@@ -248,7 +273,7 @@ fn more_objects_than_the_limit_are_refused() {
     let err = render(
         &[file("many.yaml", &many)],
         "",
-        &Kustomize::default(),
+        &Kustomize::default().into(),
         &limits,
     )
     .unwrap_err();
@@ -279,7 +304,7 @@ fn only_files_below_the_path_are_rendered() {
     let manifests = render(
         &files,
         "./clusters/prod/",
-        &Kustomize::default(),
+        &Kustomize::default().into(),
         &RenderLimits::default(),
     )
     .unwrap();

@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// The kustomize program the agents run (process mode).
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
     kustomize: PathBuf,
+    /// The helm program the agents run (process mode).
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    helm: PathBuf,
     /// Address of `/metrics`, `/healthz` and `/readyz` (ready = leading), or `off`.
     #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
     metrics_addr: String,
@@ -433,6 +436,8 @@ async fn process_agents(
         extra_args: vec![
             "--kustomize".into(),
             args.kustomize.to_string_lossy().into_owned(),
+            "--helm".into(),
+            args.helm.to_string_lossy().into_owned(),
         ],
     })
 }

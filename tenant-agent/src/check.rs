@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use berth_engine::guard::{self, Scope, TenantContext};
 use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
-use berth_engine::render::{Kustomize, RenderLimits};
+use berth_engine::render::{Helm, Kustomize, RenderLimits};
 use serde_json::json;
 
 use crate::report;
@@ -38,6 +38,7 @@ pub struct CheckOptions {
     pub bundle: Option<PathBuf>,
     pub policy_data: serde_json::Value,
     pub kustomize: PathBuf,
+    pub helm: Helm,
     pub max_objects: usize,
 }
 
@@ -60,6 +61,7 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
             program: options.kustomize,
             ..Kustomize::default()
         },
+        helm: options.helm,
         limits: RenderLimits {
             max_objects: options.max_objects,
             ..RenderLimits::default()

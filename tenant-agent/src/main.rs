@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_engine::guard::TenantContext;
+use berth_engine::render::{Helm, Release};
 use berth_engine::telemetry;
 use clap::{Args, Parser, Subcommand};
 
@@ -90,6 +91,16 @@ pub struct TenantArgs {
     /// The kustomize program.
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
     kustomize: PathBuf,
+    /// The helm program, for a directory holding a Helm chart (`Chart.yaml`).
+    #[arg(long, default_value = "helm", env = "BERTH_HELM")]
+    helm: PathBuf,
+    /// A values file for a Helm chart, a path relative to the repository root (repeatable;
+    /// later files win).
+    #[arg(long = "values")]
+    values: Vec<String>,
+    /// The release name a Helm chart is rendered as (default: the tenant's name).
+    #[arg(long, env = "BERTH_RELEASE_NAME")]
+    release_name: Option<String>,
     /// Most objects one revision may render to.
     #[arg(long, default_value_t = 5000)]
     max_objects: usize,
@@ -111,6 +122,22 @@ impl TenantArgs {
         }
     }
 
+    /// helm, and the release a chart is rendered as: in the primary namespace.
+    fn helm(&self) -> Helm {
+        Helm {
+            program: self.helm.clone(),
+            release: Release {
+                name: self
+                    .release_name
+                    .clone()
+                    .unwrap_or_else(|| self.tenant.clone()),
+                namespace: self.namespaces.first().cloned().unwrap_or_default(),
+                values: self.values.clone(),
+            },
+            ..Helm::default()
+        }
+    }
+
     fn policy_data(&self) -> Result<serde_json::Value, String> {
         let Some(path) = &self.policy_data else {
             return Ok(serde_json::json!({}));
@@ -122,7 +149,8 @@ impl TenantArgs {
 
 #[derive(Debug, Args)]
 struct CheckArgs {
-    /// The directory to check (a kustomization or plain manifests).
+    /// The directory to check (a Helm chart, a kustomization or plain manifests); values
+    /// files are relative to it.
     dir: PathBuf,
     #[command(flatten)]
     tenant: TenantArgs,
@@ -168,6 +196,7 @@ async fn check_main(args: CheckArgs) -> u8 {
     let options = check::CheckOptions {
         dir: args.dir,
         tenant: args.tenant.context(),
+        helm: args.tenant.helm(),
         bundle: args.tenant.bundle,
         policy_data,
         kustomize: args.tenant.kustomize,

@@ -227,6 +227,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
                 program: args.tenant.kustomize.clone(),
                 ..Kustomize::default()
             },
+            helm: args.tenant.helm(),
             limits: RenderLimits {
                 max_objects: args.tenant.max_objects,
                 ..RenderLimits::default()

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_engine::render::{Kustomize, Launcher, RenderError, RenderLimits, SourceFile, render};
+use berth_engine::render::{
+    Kustomize, Launcher, RenderError, RenderLimits, SourceFile, Tool, render,
+};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_berth-agent");
 
@@ -241,7 +243,7 @@ fn every_remote_reference_is_refused_by_the_check_and_unreachable_in_the_sandbox
         for (key, body, field) in FIELDS {
             let files = with_locals(body(key, &url));
             // The check refuses it, naming the file and the field…
-            match render(&files, "", &kustomize, &limits) {
+            match render(&files, "", &kustomize.clone().into(), &limits) {
                 Err(RenderError::KustomizationField {
                     file,
                     field: named,
@@ -258,7 +260,13 @@ fn every_remote_reference_is_refused_by_the_check_and_unreachable_in_the_sandbox
                 .build_unchecked_for_sandbox_tests(&files, "", &limits)
                 .expect_err(&format!("{url} in {key} rendered in the sandbox"));
             assert!(
-                matches!(err, RenderError::KustomizeFailed(_)),
+                matches!(
+                    err,
+                    RenderError::ToolFailed {
+                        tool: Tool::Kustomize,
+                        ..
+                    }
+                ),
                 "{url} in {key}: {err}"
             );
             assert_eq!(
@@ -352,7 +360,13 @@ fn programs_started_in_the_sandbox_have_no_network_either() {
 
 #[test]
 fn ordinary_kustomizations_render_in_the_sandbox() {
-    let manifests = render(&podinfo(), "", &sandboxed(), &RenderLimits::default()).unwrap();
+    let manifests = render(
+        &podinfo(),
+        "",
+        &sandboxed().into(),
+        &RenderLimits::default(),
+    )
+    .unwrap();
     let mut kinds: Vec<&str> = manifests
         .iter()
         .map(|m| m.reference.kind.as_str())
@@ -371,7 +385,7 @@ fn ordinary_kustomizations_render_in_the_sandbox() {
         file("app.properties", "mode=prod\n"),
         file("creds.env", "PASSWORD=correct-horse\n"),
     ];
-    let manifests = render(&files, "", &sandboxed(), &RenderLimits::default()).unwrap();
+    let manifests = render(&files, "", &sandboxed().into(), &RenderLimits::default()).unwrap();
     assert_eq!(manifests.len(), 3, "{manifests:?}");
 }
 
@@ -410,7 +424,13 @@ fn cpu_hog() -> Vec<SourceFile> {
 #[test]
 fn a_memory_bomb_gets_the_memory_limit_error_and_stays_bounded() {
     let started = Instant::now();
-    let err = render(&memory_bomb(), "", &sandboxed(), &RenderLimits::default()).unwrap_err();
+    let err = render(
+        &memory_bomb(),
+        "",
+        &sandboxed().into(),
+        &RenderLimits::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "kustomize exceeded its memory limit of 512 MiB"
@@ -421,7 +441,13 @@ fn a_memory_bomb_gets_the_memory_limit_error_and_stays_bounded() {
         started.elapsed()
     );
     // The next render goes on as usual.
-    render(&podinfo(), "", &sandboxed(), &RenderLimits::default()).unwrap();
+    render(
+        &podinfo(),
+        "",
+        &sandboxed().into(),
+        &RenderLimits::default(),
+    )
+    .unwrap();
 
     // Peak resident memory of the launcher and kustomize, as GNU time reports it.
     let dir = tempfile::tempdir().unwrap();
@@ -459,10 +485,10 @@ fn a_memory_bomb_gets_the_memory_limit_error_and_stays_bounded() {
 #[test]
 fn a_cpu_hog_gets_the_cpu_time_limit_error() {
     let limits = RenderLimits {
-        max_kustomize_cpu: Duration::from_secs(1),
+        max_cpu: Duration::from_secs(1),
         ..RenderLimits::default()
     };
-    let err = render(&cpu_hog(), "", &sandboxed(), &limits).unwrap_err();
+    let err = render(&cpu_hog(), "", &sandboxed().into(), &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
         "kustomize exceeded its CPU-time limit of 1 s"
@@ -476,7 +502,7 @@ fn a_slow_render_is_stopped_at_its_deadline() {
         ..sandboxed()
     };
     let started = Instant::now();
-    let err = render(&cpu_hog(), "", &kustomize, &RenderLimits::default()).unwrap_err();
+    let err = render(&cpu_hog(), "", &kustomize.into(), &RenderLimits::default()).unwrap_err();
     assert_eq!(err.to_string(), "kustomize exceeded its time limit of 1 s");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -488,10 +514,10 @@ fn a_slow_render_is_stopped_at_its_deadline() {
 #[test]
 fn output_beyond_the_cap_is_refused() {
     let limits = RenderLimits {
-        max_kustomize_output: 1000,
+        max_output: 1000,
         ..RenderLimits::default()
     };
-    let err = render(&podinfo(), "", &sandboxed(), &limits).unwrap_err();
+    let err = render(&podinfo(), "", &sandboxed().into(), &limits).unwrap_err();
     assert_eq!(
         err.to_string(),
         "kustomize output exceeded its limit of 1000 bytes"

@@ -11,6 +11,7 @@ mod custom_kinds;
 mod deploy;
 mod evidence;
 mod fetch_limits;
+mod helm;
 mod leader;
 mod migration;
 mod operator;

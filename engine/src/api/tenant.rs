@@ -87,8 +87,16 @@ pub struct TenantSource {
     /// tenant (`POST /hooks/<tenant>`: GitHub-style HMAC-SHA256 signature, or bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+    /// Values files for a Helm chart (when `path` holds a `Chart.yaml`): paths relative to
+    /// the repository root, in order, later ones winning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_files: Vec<String>,
+    /// The release name a Helm chart is rendered as (a DNS label of at most 53 characters);
+    /// default: the tenant's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
     /// Per-cluster overrides keyed by the operator's `--cluster` name: one branch per cluster,
-    /// or one directory per cluster.
+    /// one directory per cluster, or one list of values files per cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clusters: BTreeMap<String, ClusterOverride>,
 }
@@ -119,6 +127,9 @@ pub struct ClusterOverride {
     pub pin: Option<SourceRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Replaces `source.valuesFiles` on this cluster (the whole list, not appended to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_files: Option<Vec<String>>,
 }
 
 /// A pinned reference: exactly one of its fields.
@@ -315,5 +326,15 @@ impl Tenant {
             .and_then(|o| o.path.clone())
             .unwrap_or_else(|| source.path.clone());
         Ok((git_ref, path))
+    }
+
+    /// Helm values files for the operator's cluster.
+    pub fn values_files_for(&self, cluster: &str) -> Vec<String> {
+        let source = &self.spec.source;
+        source
+            .clusters
+            .get(cluster)
+            .and_then(|o| o.values_files.clone())
+            .unwrap_or_else(|| source.values_files.clone())
     }
 }

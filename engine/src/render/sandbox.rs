@@ -1,5 +1,6 @@
-//! The render sandbox: kustomize runs under a launcher that takes the network away from it and
-//! bounds its memory and CPU time, enforced by the kernel.
+//! The render sandbox: kustomize and helm run under a launcher that takes the network away
+//! from them and bounds their memory and CPU time, enforced by the kernel. What follows says
+//! kustomize; helm (one static Go program that starts nothing) is confined the same way.
 //!
 //! # Why a seccomp filter and rlimits, and not a network namespace or cgroup
 //!

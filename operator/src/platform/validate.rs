@@ -66,6 +66,21 @@ fn ingress_host(host: &str) -> bool {
     name.len() <= 253 && name.contains('.') && name.split('.').all(dns_label)
 }
 
+/// Helm's longest release name.
+const MAX_RELEASE_NAME: usize = 53;
+
+/// A file of the repository: relative, plain components only (no `.`, `..` or empty parts),
+/// not starting with `-`.
+fn repository_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('-')
+        && !path.contains("//")
+        && !path.ends_with('/')
+        && std::path::Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Every problem of every tenant; empty when the set can be applied. `operator_namespace` is
 /// reserved too, and so are the agents' namespaces.
 pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<TenantProblem> {
@@ -139,6 +154,29 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
         if !valid_interval {
             problem(format!(
                 "source.interval {interval:?} is not a duration like 30s, 5m or 1h"
+            ));
+        }
+        let source = &tenant.spec.source;
+        let values_lists = std::iter::once(("source.valuesFiles".to_owned(), &source.values_files))
+            .chain(source.clusters.iter().filter_map(|(cluster, o)| {
+                o.values_files
+                    .as_ref()
+                    .map(|v| (format!("source.clusters.{cluster}.valuesFiles"), v))
+            }));
+        for (field, list) in values_lists {
+            for file in list {
+                if !repository_path(file) {
+                    problem(format!(
+                        "{field}: {file:?} is not a path relative to the repository root (no `..`, no leading `/` or `-`)"
+                    ));
+                }
+            }
+        }
+        if let Some(release) = &source.release_name
+            && !(dns_label(release) && release.len() <= MAX_RELEASE_NAME)
+        {
+            problem(format!(
+                "source.releaseName {release:?} is not a DNS label of at most {MAX_RELEASE_NAME} characters"
             ));
         }
         for (resource, value) in &tenant.spec.quota {
@@ -276,6 +314,33 @@ mod tests {
                 "tenants/team-f.yaml (document 1): tenant team-f: source: invalid semver range \"nope\": unexpected character 'n' while parsing major version number",
                 "tenants/team-f.yaml (document 1): tenant team-f: source.clusters.dev: branch and ref both set; use one",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host x.d.example.com is covered by tenant team-d's *.d.example.com",
+            ]
+        );
+    }
+
+    #[test]
+    fn helm_values_files_and_release_names_are_validated() {
+        let set = [
+            tenant(
+                json!({"metadata": {"name": "team-a"}, "spec": {"source": {"url": "https://git.example.com/a.git", "valuesFiles": ["values/base.yaml"], "releaseName": "shop", "clusters": {"prod": {"valuesFiles": ["values/base.yaml", "values/prod.yaml"]}}}}}),
+            ),
+            tenant(
+                json!({"metadata": {"name": "team-b"}, "spec": {"source": {"url": "https://git.example.com/b.git", "valuesFiles": ["../secrets.yaml", "/etc/passwd", "--post-renderer=x"], "releaseName": "--post-renderer", "clusters": {"prod": {"valuesFiles": ["a/../../b.yaml"]}}}}}),
+            ),
+        ];
+        let problems: Vec<String> = validate(&set, "berth-system")
+            .iter()
+            .map(|p| p.problem.clone())
+            .collect();
+        let bad = "is not a path relative to the repository root (no `..`, no leading `/` or `-`)";
+        assert_eq!(
+            problems,
+            [
+                format!("source.valuesFiles: \"../secrets.yaml\" {bad}"),
+                format!("source.valuesFiles: \"/etc/passwd\" {bad}"),
+                format!("source.valuesFiles: \"--post-renderer=x\" {bad}"),
+                format!("source.clusters.prod.valuesFiles: \"a/../../b.yaml\" {bad}"),
+                "source.releaseName \"--post-renderer\" is not a DNS label of at most 53 characters".into(),
             ]
         );
     }

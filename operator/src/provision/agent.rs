@@ -92,8 +92,8 @@ pub struct AgentPaths<'a> {
     pub report_key: &'a str,
 }
 
-/// The agent's `run` arguments for the tenant, in either mode: its repository, branch and path
-/// for `cluster`, its namespaces, kinds and hosts, its home, its policy copy and report key.
+/// The agent's `run` arguments for the tenant, in either mode: its repository, branch, path and
+/// Helm values files for `cluster`, its release name, its namespaces, kinds and hosts, its home, its policy copy and report key.
 pub fn agent_args(
     tenant: &Tenant,
     cluster: &str,
@@ -148,6 +148,15 @@ pub fn agent_args(
             args.push(flag.into());
             args.push(values.join(","));
         }
+    }
+    // One flag per file: a path may hold a comma.
+    for values in tenant.values_files_for(cluster) {
+        args.push("--values".into());
+        args.push(values);
+    }
+    if let Some(release) = &tenant.spec.source.release_name {
+        args.push("--release-name".into());
+        args.push(release.clone());
     }
     Ok(args)
 }
@@ -456,6 +465,43 @@ mod tests {
             "berth-system/berth-policy-team-a"
         );
         assert!(!args.contains(&"--password-file"));
+    }
+
+    #[test]
+    fn helm_values_files_follow_the_cluster_and_the_release_name_is_passed() {
+        let mut t = tenant(TEAM_A);
+        t.spec.source.values_files = vec!["values.yaml".into()];
+        t.spec.source.release_name = Some("shop".into());
+        let paths = AgentPaths {
+            cache_dir: "/c",
+            metrics_addr: "off",
+            report_key: "/k",
+        };
+        let args = agent_args(&t, "staging", "berth-system", &paths).unwrap();
+        let tail: Vec<&str> = args[args.len() - 4..].iter().map(String::as_str).collect();
+        assert_eq!(tail, ["--values", "values.yaml", "--release-name", "shop"]);
+        t.spec.source.clusters.get_mut("prod").unwrap().values_files =
+            Some(vec!["values.yaml".into(), "clusters/prod,eu.yaml".into()]);
+        let args = agent_args(&t, "prod", "berth-system", &paths).unwrap();
+        let tail: Vec<&str> = args[args.len() - 6..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--values",
+                "values.yaml",
+                "--values",
+                "clusters/prod,eu.yaml",
+                "--release-name",
+                "shop"
+            ]
+        );
+        // Without either, no flag: the agent renders as the tenant, with the chart's values.
+        let args = agent_args(&tenant(TEAM_A), "prod", "berth-system", &paths).unwrap();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "--values" || a == "--release-name")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! Options: `--state-dir DIR` (default `.berth`: kubeconfig, logs, the repositories and their
 //! work trees, all recreated at each start). Environment: as the end-to-end suite (`BERTH_KUBE_BIN`,
-//! `BERTH_KUSTOMIZE`, `BERTH_E2E_RUN_ID` to tag the control plane).
+//! `BERTH_KUSTOMIZE`, `BERTH_HELM`, `BERTH_E2E_RUN_ID` to tag the control plane).
 
 mod guide;
 mod sample;
@@ -404,6 +404,7 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
         std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let kustomize = std::env::var_os("BERTH_KUSTOMIZE").unwrap_or_else(|| "kustomize".into());
+    let helm = std::env::var_os("BERTH_HELM").unwrap_or_else(|| "helm".into());
     // setpriv's parent-death signal: should this process be killed outright, the operator
     // still gets SIGTERM (and stops its agents) instead of running on.
     // The API server calls the admission webhook on loopback.
@@ -425,6 +426,8 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
         .arg(state.path("cache"))
         .arg("--kustomize")
         .arg(kustomize)
+        .arg("--helm")
+        .arg(helm)
         .args(["--admission-addr", &admission_addr])
         .args(["--admission-url", &format!("https://{admission_addr}")])
         .env_clear()
