@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use crate::support::eventually;
 
+/// The agent's test-only switch that turns the guard rails off.
+const SKIP_GUARD_RAILS: &[(&str, &str)] = &[("BERTH_TEST_UNSAFE_SKIP_GUARD_RAILS", "1")];
+
 fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
 }
@@ -305,7 +308,7 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         assert_eq!(data(&admin, &ns.name, "mine").await, None, "nothing of a refused revision");
 
         // With the guard rails off (test-only switch), the policy's tenancy rules refuse.
-        let out = tenant.run_once(&repo.file_url(), &["--unsafe-skip-guard-rails"]);
+        let out = tenant.run_once_with_env(&repo.file_url(), &[], SKIP_GUARD_RAILS);
         assert_eq!(out.status.code(), Some(2));
         let mut rules: Vec<String> = status(&admin, &tenant.home)
             .await
@@ -320,9 +323,10 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         let data = tempfile::NamedTempFile::new()?;
         std::fs::write(data.path(), r#"{"params": {"disabled_rules": ["tenancy/*"]}}"#)?;
         let data_path = data.path().to_string_lossy().into_owned();
-        let out = tenant.run_once(
+        let out = tenant.run_once_with_env(
             &repo.file_url(),
-            &["--unsafe-skip-guard-rails", "--policy-data", &data_path],
+            &["--policy-data", &data_path],
+            SKIP_GUARD_RAILS,
         );
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &tenant.home).await;

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use berth_engine::api::{AGENT_NAMESPACE_PREFIX, Tenant};
-use berth_engine::duration::parse_duration;
+use berth_engine::api::{AGENT_NAMESPACE_PREFIX, Tenant, duration};
 use berth_engine::source::validate_url;
 
 /// Namespaces no tenant may claim.
@@ -115,12 +114,8 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
         if let Err(e) = validate_url(&tenant.spec.source.url) {
             problem(format!("source.url: {e}"));
         }
-        let interval = &tenant.spec.source.interval;
-        let valid_interval = parse_duration(interval).is_ok_and(|d| !d.is_zero());
-        if !valid_interval {
-            problem(format!(
-                "source.interval {interval:?} is not a duration like 30s, 5m or 1h"
-            ));
+        if let Err(e) = duration::parse(&tenant.spec.source.interval) {
+            problem(format!("source.interval: {e}"));
         }
         for (resource, value) in &tenant.spec.quota {
             if !quantity(value) {
@@ -201,7 +196,7 @@ mod tests {
                 json!({"metadata": {"name": "team-a"}, "spec": {"quota": {"requests.cpu": "500m", "pods": "10", "requests.memory": "1.5Gi"}}}),
             ),
             tenant(
-                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["team-b", "team-b-jobs"], "source": {"url": "ssh://git@git.example.com/b.git", "interval": "5m"}}}),
+                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["team-b", "team-b-jobs"], "source": {"url": "ssh://git@git.example.com/b.git", "interval": "1m30s"}}}),
             ),
         ];
         assert_eq!(validate(&set, "berth-system"), []);
@@ -237,7 +232,7 @@ mod tests {
                 "tenants/Team-C.yaml (document 1): tenant Team-C: the name must be a DNS label (lowercase letters, digits, '-', at most 63)",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: namespace \"Team-C\" is not a DNS label",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: source.url: scheme `http` is not allowed (use https, ssh or file)",
-                "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval \"soon\" is not a duration like 30s, 5m or 1h",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval: \"soon\" is not a duration like 90s, 1m30s or 1h: a number is missing or malformed",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: quota cpu: \"lots\" is not a quantity",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: allowed kind example.com/Widget: Berth does not know its API resource; use one of the built-in kinds",
                 "tenants/team-d.yaml (document 1): tenant team-d: namespace berth-agent-team-a is reserved",
@@ -245,6 +240,38 @@ mod tests {
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: the name is longer than 51 characters (its agent's namespace is berth-agent-<name>)",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host shop.example.com is already claimed by tenant team-d",
                 "tenants/team-e-with-a-name-much-too-long-for-an-agent-namespace.yaml (document 1): tenant team-e-with-a-name-much-too-long-for-an-agent-namespace: ingress host x.d.example.com is covered by tenant team-d's *.d.example.com",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interval_must_be_a_positive_go_duration() {
+        let with_interval = |interval: &str| {
+            let set = [tenant(
+                json!({"metadata": {"name": "team-a"}, "spec": {"source": {"url": "https://git.example.com/a.git", "interval": interval}}}),
+            )];
+            validate(&set, "berth-system")
+                .iter()
+                .map(|p| p.problem.clone())
+                .collect::<Vec<_>>()
+        };
+        for ok in ["1m30s", "300ms", "1h", "60s"] {
+            assert_eq!(with_interval(ok), Vec::<String>::new(), "{ok}");
+        }
+        assert_eq!(
+            with_interval("0s"),
+            ["source.interval: \"0s\" is not a positive duration"]
+        );
+        assert_eq!(
+            with_interval("9999999999999999999h"),
+            [
+                "source.interval: \"9999999999999999999h\" is longer than the longest duration (about 292 years)"
+            ]
+        );
+        assert_eq!(
+            with_interval("5x"),
+            [
+                "source.interval: \"5x\" is not a duration like 90s, 1m30s or 1h: unknown unit (use ns, us, ms, s, m or h)"
             ]
         );
     }
