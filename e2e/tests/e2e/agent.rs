@@ -331,6 +331,8 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
+        // RBAC's 403 is not taken for a full quota.
+        assert_eq!(s.reason.as_deref(), Some("ApplyFailed"));
         assert!(s.message.contains("forbidden") && s.message.contains("403"), "{}", s.message);
         let kube_system = Api::<ConfigMap>::namespaced(admin.clone(), "kube-system");
         assert!(kube_system.get_opt("theirs").await?.is_none());
@@ -499,6 +501,7 @@ async fn force_push_deleted_branch_and_unreachable_server() {
         let out = tenant.run_once("https://127.0.0.1:9/nowhere.git", &["--git-timeout", "2s"]);
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &tenant.home).await;
+        assert_eq!(s.reason.as_deref(), Some("FetchFailed"));
         assert!(
             s.message
                 .starts_with("fetching https://127.0.0.1:9/nowhere.git"),
