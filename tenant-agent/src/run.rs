@@ -150,6 +150,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         args.known_hosts.as_deref(),
     )?;
     let tenant = args.tenant.context();
+    let skip_guard_rails = skip_guard_rails()?;
     let metrics = Arc::new(Metrics::default());
     let (client, version) = berth_engine::cluster::connect(Some(metrics.api_requests.clone()))
         .await
@@ -207,7 +208,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
                 ..RenderLimits::default()
             },
         },
-        skip_guard_rails: skip_guard_rails()?,
+        skip_guard_rails,
         interrupt: Arc::new(AtomicBool::new(false)),
     })
 }
