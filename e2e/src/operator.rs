@@ -84,8 +84,6 @@ impl TestOperator {
             } else {
                 &["--lease-duration", "6s"][..]
             })
-            // Every few seconds, so every process-mode test runs its agents through refreshes.
-            .args(["--agent-token-refresh", "3s"])
             .args(["--kustomize", &kustomize])
             .args(["--helm", &helm])
             .arg("--cache-dir")
@@ -95,6 +93,8 @@ impl TestOperator {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
+            // Every few seconds, so every process-mode test runs its agents through refreshes.
+            .env("BERTH_TEST_AGENT_TOKEN_REFRESH", "3s")
             .spawn()
             .expect("starting berth-operator");
         Self {

@@ -170,12 +170,19 @@ impl TestTenant {
     /// `berth-agent run --once`, under GNU time so [`peak_rss_kib`] can tell its peak memory;
     /// its log is echoed for the test's output.
     pub fn run_once(&self, url: &str, extra: &[&str]) -> Output {
+        self.run_once_with_env(url, extra, &[])
+    }
+
+    /// [`TestTenant::run_once`] with these environment variables set as well (the agent's
+    /// test-only switches are read from the environment).
+    pub fn run_once_with_env(&self, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut timed = Command::new("/usr/bin/time");
         timed
             .args(["--format", &format!("{PEAK_RSS_MARKER}%M"), "--"])
             .arg(agent_binary());
         let out = self
             .command_under(timed, url, &[&["--once"], extra].concat())
+            .envs(env.iter().copied())
             .output()
             .expect("running berth-agent under /usr/bin/time (Debian package `time`)");
         eprintln!(

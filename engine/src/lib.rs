@@ -4,7 +4,6 @@
 pub mod api;
 pub mod apply;
 pub mod cluster;
-pub mod duration;
 pub mod guard;
 pub mod http_server;
 pub mod kinds;

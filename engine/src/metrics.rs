@@ -11,18 +11,37 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder, text::encode};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::{FailureReason, SyncResult};
 use crate::http_server::{self, Limits, PlainTcp};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
+}
+
+/// A reconcile's result and, for a failed one, its reason (`{result="Failed",
+/// reason="QuotaExceeded"}`); the others carry no reason label at all.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ReconcileLabel {
+    pub result: &'static str,
+    pub reason: Option<&'static str>,
+}
+
+impl EncodeLabelSet for ReconcileLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("result", self.result).encode(encoder.encode_label())?;
+        if let Some(reason) = self.reason {
+            ("reason", reason).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,7 +57,7 @@ pub struct MethodLabel {
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
-    pub reconcile_duration: Family<ResultLabel, Histogram>,
+    pub reconcile_duration: Family<ReconcileLabel, Histogram>,
     pub git_fetch_duration: Histogram,
     pub policy_duration: Histogram,
     pub applied: Counter,
@@ -56,7 +75,7 @@ fn seconds_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("berth");
-        let reconcile_duration = Family::<ResultLabel, Histogram>::new_with_constructor(
+        let reconcile_duration = Family::<ReconcileLabel, Histogram>::new_with_constructor(
             seconds_histogram as fn() -> Histogram,
         );
         let git_fetch_duration = seconds_histogram();
@@ -67,7 +86,7 @@ impl Default for Metrics {
         let api_requests = Family::<MethodLabel, Counter>::default();
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciles by result",
+            "Duration of reconciles by result (and, for failed ones, reason)",
             reconcile_duration.clone(),
         );
         registry.register(
@@ -121,9 +140,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_reconcile(&self, result: &'static str, took: Duration) {
+    /// Records a reconcile; `failure` is its reason when `result` is `Failed`.
+    pub fn observe_reconcile(
+        &self,
+        result: SyncResult,
+        failure: Option<FailureReason>,
+        took: Duration,
+    ) {
+        let label = ReconcileLabel {
+            result: result.label(),
+            reason: failure.map(FailureReason::as_str),
+        };
         self.reconcile_duration
-            .get_or_create(&ResultLabel { result })
+            .get_or_create(&label)
             .observe(took.as_secs_f64());
     }
 
@@ -245,4 +274,28 @@ pub fn counting_client(
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&layer)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reconcile_is_labelled_with_its_reason() {
+        let metrics = Metrics::default();
+        let took = Duration::from_millis(5);
+        metrics.observe_reconcile(SyncResult::Applied, None, took);
+        metrics.observe_reconcile(SyncResult::Failed, Some(FailureReason::QuotaExceeded), took);
+        let text = metrics.encode();
+        assert!(
+            text.contains("berth_reconcile_duration_seconds_count{result=\"Applied\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "berth_reconcile_duration_seconds_count{result=\"Failed\",reason=\"QuotaExceeded\"} 1"
+            ),
+            "{text}"
+        );
+    }
 }

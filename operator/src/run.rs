@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use berth_engine::api::duration;
 use berth_engine::cluster;
-use berth_engine::duration::parse_duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission;
@@ -37,9 +38,9 @@ pub struct RunArgs {
     /// and `tenants/<tenant>.json` (each optional; default: the built-in bundle, no data).
     #[arg(long, default_value = "policies", env = "BERTH_PLATFORM_POLICY_DIR")]
     platform_policy_dir: String,
-    /// Time between platform repository syncs, e.g. 30s, 5m.
-    #[arg(long, default_value = "60s", env = "BERTH_PLATFORM_INTERVAL")]
-    platform_interval: String,
+    /// Time between platform repository syncs, a Go duration such as 30s, 1m30s or 5m.
+    #[arg(long, default_value = "60s", value_parser = duration::parse, env = "BERTH_PLATFORM_INTERVAL")]
+    platform_interval: Duration,
     /// PEM file of the only CAs trusted for an HTTPS platform repository.
     #[arg(long)]
     platform_ca_file: Option<PathBuf>,
@@ -71,10 +72,6 @@ pub struct RunArgs {
     /// The berth-agent program (process mode); default: beside berth-operator.
     #[arg(long)]
     agent_binary: Option<PathBuf>,
-    /// TEST ONLY: how often process-mode agents get a fresh token and credentials (tokens last
-    /// an hour; the default replaces them after a third of that).
-    #[arg(long, default_value = "20m", hide = true)]
-    agent_token_refresh: String,
     /// The kustomize program the agents run (process mode).
     #[arg(long, default_value = "kustomize", env = "BERTH_KUSTOMIZE")]
     kustomize: PathBuf,
@@ -111,9 +108,10 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = "berth-operator")]
     lease_name: String,
-    /// How long the leader's lease lasts without renewal (renewed every third of it), e.g. 15s.
-    #[arg(long, default_value = "15s")]
-    lease_duration: String,
+    /// How long the leader's lease lasts without renewal (renewed every third of it), e.g. 15s;
+    /// at least 1s (the Lease counts whole seconds).
+    #[arg(long, default_value = "15s", value_parser = lease_duration)]
+    lease_duration: Duration,
     /// This replica's identity in the Lease; default: host name and process id.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -175,10 +173,6 @@ impl RunArgs {
             port,
         })
     }
-
-    fn interval(&self) -> Result<std::time::Duration, String> {
-        parse_duration(&self.platform_interval).map_err(|e| format!("--platform-interval: {e}"))
-    }
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
@@ -193,9 +187,6 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 async fn start(args: RunArgs) -> Result<ExitCode, String> {
     let source = args.platform_source()?;
-    let interval = args.interval()?;
-    let lease_duration =
-        parse_duration(&args.lease_duration).map_err(|e| format!("--lease-duration: {e}"))?;
     let metrics = Arc::new(OperatorMetrics::default());
     let (client, version) = cluster::connect(Some(metrics.api_requests.clone()))
         .await
@@ -221,7 +212,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
         &args.namespace,
         &args.lease_name,
         &identity,
-        lease_duration,
+        args.lease_duration,
     );
     if args.leader_elect {
         tracing::info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
@@ -259,7 +250,7 @@ async fn start(args: RunArgs) -> Result<ExitCode, String> {
             source,
             dir: args.platform_dir.clone(),
             operator_namespace: args.namespace.clone(),
-            interval,
+            interval: args.platform_interval,
             metrics: metrics.clone(),
             policy_dir: args.platform_policy_dir.clone(),
             checked_bundle: tokio::sync::Mutex::new(None),
@@ -426,8 +417,7 @@ async fn process_agents(
         metrics,
         selector: args.tenant_selector.clone(),
         operator_namespace: args.namespace.clone(),
-        token_refresh: parse_duration(&args.agent_token_refresh)
-            .map_err(|e| format!("--agent-token-refresh: {e}"))?,
+        token_refresh: agent_token_refresh()?,
         program,
         state_dir: args.cache_dir.join("agents"),
         cluster: args.cluster.clone(),
@@ -440,4 +430,50 @@ async fn process_agents(
             args.helm.to_string_lossy().into_owned(),
         ],
     })
+}
+
+/// Process-mode agents get a fresh token and credentials after a third of a token's hour.
+const AGENT_TOKEN_REFRESH: Duration = Duration::from_secs(20 * 60);
+
+/// How often process-mode agents get a fresh token: every [`AGENT_TOKEN_REFRESH`], or, for the
+/// end-to-end tests only (so their agents go through refreshes), `BERTH_TEST_AGENT_TOKEN_REFRESH`.
+fn agent_token_refresh() -> Result<Duration, String> {
+    const VAR: &str = "BERTH_TEST_AGENT_TOKEN_REFRESH";
+    match std::env::var(VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(AGENT_TOKEN_REFRESH),
+        Err(e) => Err(format!("{VAR}: {e}")),
+        Ok(text) => {
+            let refresh = duration::parse(&text).map_err(|e| format!("{VAR}: {e}"))?;
+            tracing::warn!(%VAR, ?refresh, "test-only agent token refresh in effect");
+            Ok(refresh)
+        }
+    }
+}
+
+/// `--lease-duration`: a Go duration of at least a second, the Lease's unit.
+fn lease_duration(text: &str) -> Result<Duration, String> {
+    let lease = duration::parse(text).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is shorter than a second, the Lease's unit"
+        ));
+    }
+    Ok(lease)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_lasts_at_least_a_second() {
+        assert_eq!(lease_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(lease_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            lease_duration("300ms"),
+            Err("\"300ms\" is shorter than a second, the Lease's unit".to_owned())
+        );
+        assert!(lease_duration("0s").is_err());
+        assert!(lease_duration("5x").is_err());
+    }
 }

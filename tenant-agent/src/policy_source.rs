@@ -37,8 +37,16 @@ pub struct CurrentPolicy {
     pub refused_update: Option<String>,
 }
 
+/// Why a revision cannot be checked: no policy bundle has loaded (the gate fails closed).
+#[derive(Debug, thiserror::Error)]
+#[error("no valid policy bundle, nothing is applied: {why}")]
+pub struct NoPolicy {
+    /// Why the platform's bundle could not be taken.
+    why: String,
+}
+
 impl PolicySource {
-    pub async fn current(&self) -> Result<CurrentPolicy, String> {
+    pub async fn current(&self) -> Result<CurrentPolicy, NoPolicy> {
         let platform = match self {
             Self::Fixed(bundle) => {
                 return Ok(CurrentPolicy {
@@ -66,7 +74,7 @@ impl PolicySource {
                 bundle: bundle.clone(),
                 refused_update: Some(why),
             }),
-            None => Err(format!("no valid policy bundle, nothing is applied: {why}")),
+            None => Err(NoPolicy { why }),
         };
         let config_map = match api.get_opt(name).await {
             Ok(Some(cm)) => cm,

@@ -3,17 +3,19 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use berth_engine::api::{RefusedObject, SyncResult, TenantSync, TenantSyncSpec, TenantSyncStatus};
-use berth_engine::apply::{Applier, FIELD_MANAGER};
+use berth_engine::api::{
+    FailureReason, RefusedObject, SyncResult, TenantSync, TenantSyncSpec, TenantSyncStatus,
+};
+use berth_engine::apply::{Applier, ApplyError, FIELD_MANAGER};
 use berth_engine::guard::Scope;
 use berth_engine::manifest::ObjectRef;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
 
-use crate::policy_source::PolicySource;
+use crate::policy_source::{NoPolicy, PolicySource};
 use berth_engine::report::{PolicyReport, ReportContext, ReportSigner, policy_report};
-use berth_engine::source::{GitSource, Revision};
+use berth_engine::source::{GitSource, Revision, SourceError};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -30,6 +32,69 @@ pub enum Outcome {
     Applied,
     Refused,
     Failed,
+}
+
+/// Why a reconcile failed, by step. The message is the status's; [`SyncError::reason`] is the
+/// stable reason the status, the Tenant's condition and the metrics carry.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("reading the TenantSync: {0}")]
+    StatusRead(#[source] kube::Error),
+    #[error(transparent)]
+    Fetch(SourceError),
+    #[error("the fetch stopped: {0}")]
+    FetchTask(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Render(CheckError),
+    #[error(transparent)]
+    Discovery(ApplyError),
+    #[error(transparent)]
+    PolicyUnavailable(#[from] NoPolicy),
+    #[error(transparent)]
+    Policy(CheckError),
+    #[error(transparent)]
+    Apply(ApplyError),
+    /// The API server's ResourceQuota admission refused an object.
+    #[error(transparent)]
+    QuotaExceeded(ApplyError),
+    #[error("writing the TenantSync status: {0}")]
+    StatusWrite(#[source] kube::Error),
+}
+
+impl SyncError {
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            Self::StatusRead(_) => FailureReason::StatusReadFailed,
+            Self::Fetch(_) | Self::FetchTask(_) => FailureReason::FetchFailed,
+            Self::Render(_) => FailureReason::RenderFailed,
+            Self::Discovery(_) => FailureReason::DiscoveryFailed,
+            Self::PolicyUnavailable(_) => FailureReason::PolicyUnavailable,
+            Self::Policy(_) => FailureReason::PolicyFailed,
+            Self::Apply(_) => FailureReason::ApplyFailed,
+            Self::QuotaExceeded(_) => FailureReason::QuotaExceeded,
+            Self::StatusWrite(_) => FailureReason::StatusWriteFailed,
+        }
+    }
+
+    /// A failed apply, told apart by the API server's answer: a full quota is the tenant's to
+    /// fix and has its own reason.
+    fn from_apply(error: ApplyError) -> Self {
+        if error.refusal().is_some_and(exceeds_quota) {
+            Self::QuotaExceeded(error)
+        } else {
+            Self::Apply(error)
+        }
+    }
+}
+
+/// Whether the API server's ResourceQuota admission refused the object. Its Status is a 403
+/// Forbidden like an RBAC refusal; only the plugin's own message, stable across Kubernetes
+/// versions, tells it apart (a quota whose usage is not yet known says "status unknown for
+/// quota" instead, and is not the tenant's doing).
+fn exceeds_quota(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status.reason == "Forbidden"
+        && status.message.contains("exceeded quota: ")
 }
 
 pub struct Agent {
@@ -57,9 +122,13 @@ impl Agent {
         let started = std::time::Instant::now();
         let previous = match self.current_sync().await {
             Ok(sync) => sync,
-            Err(message) => {
-                tracing::error!(%message, "reading TenantSync");
-                self.metrics.observe_reconcile("Failed", started.elapsed());
+            Err(error) => {
+                tracing::error!(%error, reason = error.reason().as_str(), "reconcile failed");
+                self.metrics.observe_reconcile(
+                    SyncResult::Failed,
+                    Some(error.reason()),
+                    started.elapsed(),
+                );
                 return Outcome::Failed;
             }
         };
@@ -71,8 +140,8 @@ impl Agent {
             ..TenantSyncStatus::default()
         };
         let mut checked = None;
-        let outcome = match self.fetch().await {
-            Err(message) => fail(&mut status, message),
+        let synced = match self.fetch().await {
+            Err(error) => Err(error),
             Ok(revision) => {
                 status.last_attempted_revision = Some(revision.commit.clone());
                 status.resolved_ref = Some(if revision.resolved == self.source.git_ref {
@@ -84,8 +153,10 @@ impl Agent {
                     .await
             }
         };
+        let mut failure = synced.as_ref().err().map(|error| fail(&mut status, error));
         tracing::info!(
             result = status.result.label(),
+            reason = status.reason.as_deref().unwrap_or("-"),
             revision = status.last_attempted_revision.as_deref().unwrap_or("-"),
             objects = status.counts.objects,
             applied = status.counts.applied,
@@ -97,26 +168,38 @@ impl Agent {
         match self.write_status(&last, status.clone()).await {
             Ok(false) => {}
             Ok(true) => self.announce(&previous, &status, checked.as_ref()).await,
-            Err(message) => tracing::error!(%message, "writing TenantSync status"),
+            Err(error) => {
+                // Unrecorded, the reconcile counts as failed and is retried soon.
+                tracing::error!(%error, reason = error.reason().as_str(), "reconcile failed");
+                failure = Some(error.reason());
+            }
         }
         // Last, so the duration covers the reports and a scrape never sees a reconcile counted
         // whose writes are still under way.
-        self.record_metrics(&status, checked.as_ref(), started.elapsed());
+        self.record_metrics(&status, failure, checked.as_ref(), started.elapsed());
         self.metrics.set_ready();
-        outcome
+        match (failure, synced) {
+            (None, Ok(outcome)) => outcome,
+            _ => Outcome::Failed,
+        }
     }
 
     fn record_metrics(
         &self,
         status: &TenantSyncStatus,
+        failure: Option<FailureReason>,
         checked: Option<&Checked>,
         took: std::time::Duration,
     ) {
         let m = &self.metrics;
-        m.observe_reconcile(status.result.label(), took);
+        let result = match failure {
+            Some(_) => SyncResult::Failed,
+            None => status.result,
+        };
+        m.observe_reconcile(result, failure, took);
         m.applied.inc_by(u64::from(status.counts.applied));
         m.pruned.inc_by(u64::from(status.counts.pruned));
-        if status.result == SyncResult::Applied {
+        if result == SyncResult::Applied {
             m.mark_success();
         }
         if let Some(checked) = checked {
@@ -149,7 +232,10 @@ impl Agent {
         let (type_, reason) = match status.result {
             SyncResult::Applied => (EventType::Normal, "Applied"),
             SyncResult::Refused => (EventType::Warning, "Refused"),
-            SyncResult::Failed => (EventType::Warning, "Failed"),
+            SyncResult::Failed => (
+                EventType::Warning,
+                status.reason.as_deref().unwrap_or("Failed"),
+            ),
         };
         let revision = status.last_attempted_revision.as_deref().unwrap_or("-");
         let event = Event {
@@ -234,7 +320,7 @@ impl Agent {
         })
     }
 
-    async fn fetch(&self) -> Result<Revision, String> {
+    async fn fetch(&self) -> Result<Revision, SyncError> {
         let source = self.source.clone();
         let interrupt = self.interrupt.clone();
         let started = std::time::Instant::now();
@@ -243,8 +329,8 @@ impl Agent {
             .git_fetch_duration
             .observe(started.elapsed().as_secs_f64());
         fetched
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+            .map_err(SyncError::FetchTask)?
+            .map_err(SyncError::Fetch)
     }
 
     async fn sync_revision(
@@ -252,19 +338,18 @@ impl Agent {
         revision: Revision,
         status: &mut TenantSyncStatus,
         keep: &mut Option<Checked>,
-    ) -> Outcome {
-        let manifests = match self.checker.render(revision.files, &self.path).await {
-            Ok(m) => m,
-            Err(e) => return fail(status, e.to_string()),
-        };
-        let scopes = match self.applier.scopes(&manifests).await {
-            Ok(s) => s,
-            Err(e) => return fail(status, e.to_string()),
-        };
-        let policy = match self.policy.current().await {
-            Ok(current) => current,
-            Err(message) => return fail(status, message),
-        };
+    ) -> Result<Outcome, SyncError> {
+        let manifests = self
+            .checker
+            .render(revision.files, &self.path)
+            .await
+            .map_err(SyncError::Render)?;
+        let scopes = self
+            .applier
+            .scopes(&manifests)
+            .await
+            .map_err(SyncError::Discovery)?;
+        let policy = self.policy.current().await?;
         status.policy_bundle = Some(policy.bundle.version.clone());
         status.policy_message = policy
             .refused_update
@@ -291,14 +376,11 @@ impl Agent {
         self.metrics
             .policy_duration
             .observe(policy_started.elapsed().as_secs_f64());
-        let checked = match checked {
-            Ok(c) => keep.insert(c),
-            Err(e) => return fail(status, e.to_string()),
-        };
+        let checked = keep.insert(checked.map_err(SyncError::Policy)?);
         status.counts.objects = count(checked.manifests.len());
         status.counts.warnings = count(checked.warnings().count());
         if checked.is_refused() {
-            return refuse(status, checked);
+            return Ok(refuse(status, checked));
         }
         match self
             .applier
@@ -318,16 +400,16 @@ impl Agent {
                     done.applied.len(),
                     done.pruned.len()
                 );
-                Outcome::Applied
+                Ok(Outcome::Applied)
             }
-            Err(e) => {
+            Err(error) => {
                 // Whatever of the revision reached the cluster is Berth's to prune later.
                 let mut inventory: Vec<ObjectRef> = status.inventory.clone();
                 inventory.extend(checked.manifests.iter().map(|m| m.reference.clone()));
                 inventory.sort();
                 inventory.dedup();
                 status.inventory = inventory;
-                fail(status, e.to_string())
+                Err(SyncError::from_apply(error))
             }
         }
     }
@@ -358,7 +440,7 @@ impl Agent {
         })
     }
 
-    async fn current_sync(&self) -> Result<TenantSync, String> {
+    async fn current_sync(&self) -> Result<TenantSync, SyncError> {
         match self.syncs.get_opt(SYNC_NAME).await {
             Ok(Some(sync)) => Ok(sync),
             Ok(None) => {
@@ -370,9 +452,9 @@ impl Agent {
                         &Patch::Apply(&sync),
                     )
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(SyncError::StatusRead)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(SyncError::StatusRead(e)),
         }
     }
 
@@ -383,9 +465,10 @@ impl Agent {
         &self,
         last: &TenantSyncStatus,
         mut status: TenantSyncStatus,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, SyncError> {
         let idle = status.counts.applied == 0 && status.counts.pruned == 0;
         let same = status.result == last.result
+            && status.reason == last.reason
             && status.last_attempted_revision == last.last_attempted_revision
             && status.last_applied_revision == last.last_applied_revision
             && status.refused == last.refused
@@ -402,14 +485,17 @@ impl Agent {
             .patch_status(SYNC_NAME, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| true)
-            .map_err(|e| e.to_string())
+            .map_err(SyncError::StatusWrite)
     }
 }
 
-fn fail(status: &mut TenantSyncStatus, message: String) -> Outcome {
+/// Records a failed reconcile in the status; returns its reason.
+fn fail(status: &mut TenantSyncStatus, error: &SyncError) -> FailureReason {
+    let reason = error.reason();
     status.result = SyncResult::Failed;
-    status.message = message;
-    Outcome::Failed
+    status.reason = Some(reason.as_str().to_owned());
+    status.message = error.to_string();
+    reason
 }
 
 fn refuse(status: &mut TenantSyncStatus, checked: &Checked) -> Outcome {
@@ -466,4 +552,100 @@ fn count(n: usize) -> u32 {
 
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn refused(message: &str, reason: &str, code: u16) -> ApplyError {
+        ApplyError::DryRun {
+            object: "ConfigMap t/more-1 (more.yaml (document 1))".into(),
+            source: kube::Error::Api(Status::failure(message, reason).with_code(code).boxed()),
+        }
+    }
+
+    #[test]
+    fn a_quota_refusal_is_told_from_the_api_servers_status() {
+        let quota = SyncError::from_apply(refused(
+            "configmaps \"more-1\" is forbidden: exceeded quota: berth-quota, requested: configmaps=1, used: configmaps=3, limited: configmaps=3",
+            "Forbidden",
+            403,
+        ));
+        assert_eq!(quota.reason(), FailureReason::QuotaExceeded);
+        assert!(
+            quota.to_string().starts_with(
+                "ConfigMap t/more-1 (more.yaml (document 1)) was refused by the API server (dry run, nothing applied): configmaps \"more-1\" is forbidden: exceeded quota: berth-quota"
+            ),
+            "{quota}"
+        );
+
+        // Other refusals are not the quota's: RBAC, a quota not yet counted, an invalid object
+        // whose message happens to quote the words.
+        for (message, reason, code) in [
+            (
+                "configmaps \"x\" is forbidden: User \"system:serviceaccount:berth-agent-t:berth-agent\" cannot patch resource \"configmaps\" in API group \"\" in the namespace \"kube-system\"",
+                "Forbidden",
+                403,
+            ),
+            (
+                "configmaps \"x\" is forbidden: status unknown for quota: berth-quota, resource: configmaps",
+                "Forbidden",
+                403,
+            ),
+            (
+                "ConfigMap \"x\" is invalid: data[exceeded quota: ]: Invalid value",
+                "Invalid",
+                422,
+            ),
+        ] {
+            let error = SyncError::from_apply(refused(message, reason, code));
+            assert_eq!(error.reason(), FailureReason::ApplyFailed, "{message}");
+        }
+        let not_served = SyncError::from_apply(ApplyError::NotServed {
+            object: "Widget t/w".into(),
+        });
+        assert_eq!(not_served.reason(), FailureReason::ApplyFailed);
+    }
+
+    #[test]
+    fn a_failure_is_recorded_with_its_reason_and_message() {
+        let mut status = TenantSyncStatus {
+            result: SyncResult::Applied,
+            ..TenantSyncStatus::default()
+        };
+        let cases = [
+            (
+                SyncError::Fetch(SourceError::Ref("invalid branch name \"a*b\"".into())),
+                FailureReason::FetchFailed,
+                "invalid branch name \"a*b\"",
+            ),
+            (
+                SyncError::Render(CheckError::Interrupted("cancelled".into())),
+                FailureReason::RenderFailed,
+                "rendering was interrupted: cancelled",
+            ),
+            (
+                SyncError::Discovery(ApplyError::NotServed {
+                    object: "Widget t/w".into(),
+                }),
+                FailureReason::DiscoveryFailed,
+                "applying Widget t/w: kind is not served by the API server",
+            ),
+            (
+                SyncError::Apply(ApplyError::NotOurs {
+                    object: "ConfigMap t/c".into(),
+                }),
+                FailureReason::ApplyFailed,
+                "ConfigMap t/c exists and was not created by this tenant's agent",
+            ),
+        ];
+        for (error, reason, message) in cases {
+            assert_eq!(fail(&mut status, &error), reason);
+            assert_eq!(status.result, SyncResult::Failed);
+            assert_eq!(status.reason.as_deref(), Some(reason.as_str()));
+            assert!(status.message.starts_with(message), "{}", status.message);
+        }
+    }
 }

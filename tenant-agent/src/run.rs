@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use berth_engine::api::{TenantSync, TenantSyncSpec};
+use berth_engine::api::{TenantSync, TenantSyncSpec, duration};
 use berth_engine::apply::Applier;
-use berth_engine::duration::parse_duration;
 use berth_engine::guard::Scope;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::Checker;
@@ -53,8 +52,8 @@ pub struct RunArgs {
     /// Directory of the repository to apply ("" for the root).
     #[arg(long, default_value = "", env = "BERTH_PATH")]
     path: String,
-    /// Time between reconciles, e.g. 30s, 5m.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "BERTH_INTERVAL")]
+    /// Time between reconciles, a Go duration such as 30s, 1m30s or 5m.
+    #[arg(long, default_value = "60s", value_parser = duration::parse, env = "BERTH_INTERVAL")]
     interval: Duration,
     /// Where the agent keeps its TenantSync, Events and PolicyReports: the agent's own
     /// namespace, where no tenant member has rights (the operator passes it). Default: the
@@ -88,7 +87,7 @@ pub struct RunArgs {
     #[arg(long, env = "BERTH_GIT_KNOWN_HOSTS", requires = "ssh_key")]
     known_hosts: Option<PathBuf>,
     /// Git connect/read timeout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
     git_timeout: Duration,
     /// Objects applied at once.
     #[arg(long, default_value_t = 8)]
@@ -105,9 +104,6 @@ pub struct RunArgs {
     /// process mode), so the agent never outlives it.
     #[arg(long)]
     exit_on_stdin_eof: bool,
-    /// TEST ONLY: skip the guard rails, to prove the API server's RBAC still confines the agent.
-    #[arg(long, hide = true)]
-    unsafe_skip_guard_rails: bool,
 }
 
 impl RunArgs {
@@ -175,6 +171,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         args.known_hosts.as_deref(),
     )?;
     let tenant = args.tenant.context();
+    let skip_guard_rails = skip_guard_rails()?;
     let metrics = Arc::new(Metrics::default());
     let (client, version) = berth_engine::cluster::connect(Some(metrics.api_requests.clone()))
         .await
@@ -233,7 +230,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
                 ..RenderLimits::default()
             },
         },
-        skip_guard_rails: args.unsafe_skip_guard_rails,
+        skip_guard_rails,
         interrupt: Arc::new(AtomicBool::new(false)),
     })
 }
@@ -360,5 +357,21 @@ pub fn scope_lookup(
             .unwrap_or(("", &object.api_version));
         let gvk = kube::core::GroupVersionKind::gvk(group, version, &object.kind);
         scopes.get(&gvk).copied().unwrap_or(Scope::Unknown)
+    }
+}
+
+/// Whether to skip the guard rails: only ever for the end-to-end tests, which prove the API
+/// server's RBAC still confines the agent, with `BERTH_TEST_UNSAFE_SKIP_GUARD_RAILS=1`; no flag
+/// offers it.
+fn skip_guard_rails() -> Result<bool, String> {
+    const VAR: &str = "BERTH_TEST_UNSAFE_SKIP_GUARD_RAILS";
+    match std::env::var(VAR).as_deref() {
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok("1") => {
+            tracing::warn!(%VAR, "TEST ONLY: the guard rails are off");
+            Ok(true)
+        }
+        Ok(other) => Err(format!("{VAR}={other:?}: only 1 (or unset) is accepted")),
+        Err(e) => Err(format!("{VAR}: {e}")),
     }
 }

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use crate::support::eventually;
 
+/// The agent's test-only switch that turns the guard rails off.
+const SKIP_GUARD_RAILS: &[(&str, &str)] = &[("BERTH_TEST_UNSAFE_SKIP_GUARD_RAILS", "1")];
+
 fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
 }
@@ -305,7 +308,7 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         assert_eq!(data(&admin, &ns.name, "mine").await, None, "nothing of a refused revision");
 
         // With the guard rails off (test-only switch), the policy's tenancy rules refuse.
-        let out = tenant.run_once(&repo.file_url(), &["--unsafe-skip-guard-rails"]);
+        let out = tenant.run_once_with_env(&repo.file_url(), &[], SKIP_GUARD_RAILS);
         assert_eq!(out.status.code(), Some(2));
         let mut rules: Vec<String> = status(&admin, &tenant.home)
             .await
@@ -320,13 +323,16 @@ async fn guard_rails_refuse_foreign_namespaces_and_cluster_kinds_and_rbac_backs_
         let data = tempfile::NamedTempFile::new()?;
         std::fs::write(data.path(), r#"{"params": {"disabled_rules": ["tenancy/*"]}}"#)?;
         let data_path = data.path().to_string_lossy().into_owned();
-        let out = tenant.run_once(
+        let out = tenant.run_once_with_env(
             &repo.file_url(),
-            &["--unsafe-skip-guard-rails", "--policy-data", &data_path],
+            &["--policy-data", &data_path],
+            SKIP_GUARD_RAILS,
         );
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &tenant.home).await;
         assert_eq!(s.result, SyncResult::Failed);
+        // RBAC's 403 is not taken for a full quota.
+        assert_eq!(s.reason.as_deref(), Some("ApplyFailed"));
         assert!(s.message.contains("forbidden") && s.message.contains("403"), "{}", s.message);
         let kube_system = Api::<ConfigMap>::namespaced(admin.clone(), "kube-system");
         assert!(kube_system.get_opt("theirs").await?.is_none());
@@ -495,6 +501,7 @@ async fn force_push_deleted_branch_and_unreachable_server() {
         let out = tenant.run_once("https://127.0.0.1:9/nowhere.git", &["--git-timeout", "2s"]);
         assert_eq!(out.status.code(), Some(1));
         let s = status(&admin, &tenant.home).await;
+        assert_eq!(s.reason.as_deref(), Some("FetchFailed"));
         assert!(
             s.message
                 .starts_with("fetching https://127.0.0.1:9/nowhere.git"),

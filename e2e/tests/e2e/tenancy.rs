@@ -126,6 +126,9 @@ async fn tenants_stay_apart_and_within_their_quota() {
         .await?;
         assert_eq!(reason, "QuotaExceeded", "{message}");
         assert!(message.contains("exceeded quota: berth-quota"), "{message}");
+        // The agent classified it and recorded the reason; the operator only mirrors it.
+        let b_sync = Api::<TenantSync>::namespaced(admin.clone(), &agent_namespace(&b)).get("berth").await?.status.unwrap_or_default();
+        assert_eq!((b_sync.result, b_sync.reason.as_deref()), (SyncResult::Failed, Some("QuotaExceeded")));
         let ready = condition(&tenants, &b, "Ready").await.expect("Ready");
         assert_eq!((ready.0.as_str(), ready.1.as_str()), ("False", "NotSynced"));
         Ok(())

@@ -1,6 +1,7 @@
 //! Berth's own Kubernetes API types. CRDs are generated from these (`berth-operator crds`) and
 //! committed under `deploy/crds/`.
 
+pub mod duration;
 mod tenant;
 mod tenant_sync;
 

@@ -76,7 +76,7 @@ pub struct TenantSource {
     /// Directory of the repository to apply ("" for the root).
     #[serde(default)]
     pub path: String,
-    /// Time between reconciles, e.g. `60s`, `5m`.
+    /// Time between reconciles, a positive Go duration such as `60s`, `1m30s` or `5m`.
     #[serde(default = "default_interval")]
     pub interval: String,
     /// A Secret in the operator's namespace with the repository credentials (`username` and

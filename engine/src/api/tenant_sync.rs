@@ -56,6 +56,64 @@ impl SyncResult {
     }
 }
 
+/// Why a reconcile failed, one per step of the pipeline: what the agent writes to
+/// `status.reason`, the Tenant's `Synced` condition shows and the agent's metrics are labelled
+/// with. Stable names; a cause the tenant can fix itself (a full quota) has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The agent's TenantSync could not be read (or created).
+    StatusReadFailed,
+    /// The repository could not be fetched, or its revision broke a limit.
+    FetchFailed,
+    /// The revision could not be rendered (kustomize, YAML, limits).
+    RenderFailed,
+    /// The API server's discovery failed for a kind the revision declares.
+    DiscoveryFailed,
+    /// There is no valid policy bundle to check the revision with.
+    PolicyUnavailable,
+    /// The policy could not be evaluated.
+    PolicyFailed,
+    /// The API server refused an object, or the apply or prune failed.
+    ApplyFailed,
+    /// The API server's ResourceQuota admission refused an object: the tenant's quota is full.
+    QuotaExceeded,
+    /// The reconcile's status could not be written.
+    StatusWriteFailed,
+}
+
+impl FailureReason {
+    pub const ALL: [Self; 9] = [
+        Self::StatusReadFailed,
+        Self::FetchFailed,
+        Self::RenderFailed,
+        Self::DiscoveryFailed,
+        Self::PolicyUnavailable,
+        Self::PolicyFailed,
+        Self::ApplyFailed,
+        Self::QuotaExceeded,
+        Self::StatusWriteFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StatusReadFailed => "StatusReadFailed",
+            Self::FetchFailed => "FetchFailed",
+            Self::RenderFailed => "RenderFailed",
+            Self::DiscoveryFailed => "DiscoveryFailed",
+            Self::PolicyUnavailable => "PolicyUnavailable",
+            Self::PolicyFailed => "PolicyFailed",
+            Self::ApplyFailed => "ApplyFailed",
+            Self::QuotaExceeded => "QuotaExceeded",
+            Self::StatusWriteFailed => "StatusWriteFailed",
+        }
+    }
+
+    /// The reason a status names, if it is one of these (a newer agent may know more).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 /// Counts of the last recorded reconcile (a reconcile that changes nothing and finds the
 /// same revision and result is not recorded, to keep idle reconciles free of writes).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -104,6 +162,11 @@ pub struct TenantSyncStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_request: Option<String>,
     pub message: String,
+    /// Why the last reconcile failed (result `Failed`), one of a fixed set of CamelCase
+    /// reasons: `FetchFailed`, `RenderFailed`, `DiscoveryFailed`, `PolicyUnavailable`,
+    /// `PolicyFailed`, `ApplyFailed` or `QuotaExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Digest of the policy bundle the last revision was checked with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_bundle: Option<String>,
@@ -117,4 +180,24 @@ pub struct TenantSyncStatus {
     /// What Berth applied and will prune when a revision drops it.
     #[serde(default)]
     pub inventory: Vec<ObjectRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons_are_camel_case_and_read_back() {
+        for reason in FailureReason::ALL {
+            let name = reason.as_str();
+            assert!(
+                name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{name}"
+            );
+            assert_eq!(FailureReason::parse(name), Some(reason));
+        }
+        assert_eq!(FailureReason::parse("Failed"), None);
+        assert_eq!(FailureReason::parse("quotaexceeded"), None);
+    }
 }

@@ -42,10 +42,20 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
-    #[error("{object} was refused by the API server (dry run, nothing applied): {message}")]
-    DryRun { object: String, message: String },
-    #[error("applying {object}: {message}")]
-    Apply { object: String, message: String },
+    #[error("{object} was refused by the API server (dry run, nothing applied): {}", api_message(.source))]
+    DryRun {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying {object}: {}", api_message(.source))]
+    Apply {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying {object}: kind is not served by the API server")]
+    NotServed { object: String },
     #[error(
         "{object} exists and was not created by this tenant's agent: Berth never takes over an object it did not create (rename it in the repository, or delete the existing one)"
     )]
@@ -59,15 +69,19 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
-    /// A stable label for metrics.
-    pub fn label(&self) -> &'static str {
+    /// The API server's answer, when it refused the object itself (dry run or apply), for the
+    /// caller to tell causes apart by their Status rather than by the message.
+    pub fn refusal(&self) -> Option<&kube::core::Status> {
         match self {
-            Self::Discovery { .. } => "Discovery",
-            Self::List { .. } => "List",
-            Self::DryRun { .. } => "DryRun",
-            Self::Apply { .. } => "Apply",
-            Self::NotOurs { .. } => "NotOurs",
-            Self::Prune { .. } => "Prune",
+            Self::DryRun {
+                source: kube::Error::Api(status),
+                ..
+            }
+            | Self::Apply {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status),
+            _ => None,
         }
     }
 }
@@ -151,9 +165,8 @@ impl Applier {
         let (resource, _) = self
             .resource(object)
             .await?
-            .ok_or_else(|| ApplyError::Apply {
+            .ok_or_else(|| ApplyError::NotServed {
                 object: object.to_string(),
-                message: "kind is not served by the API server".into(),
             })?;
         Ok(match &object.namespace {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
@@ -376,13 +389,12 @@ impl Applier {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => {
+            Err(source) => {
                 let object = format!("{} ({})", manifest.reference, manifest.origin);
-                let message = api_message(&e);
                 Err(if dry_run {
-                    ApplyError::DryRun { object, message }
+                    ApplyError::DryRun { object, source }
                 } else {
-                    ApplyError::Apply { object, message }
+                    ApplyError::Apply { object, source }
                 })
             }
         }

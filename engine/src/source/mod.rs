@@ -147,23 +147,6 @@ pub enum SourceError {
     Limit(String),
 }
 
-impl SourceError {
-    /// A stable label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Url(_) => "Url",
-            Self::Cache { .. } => "Cache",
-            Self::Fetch { .. } => "Fetch",
-            Self::PackLimit { .. } => "PackLimit",
-            Self::Ref(_) => "Ref",
-            Self::RefNotFound { .. } => "RefNotFound",
-            Self::Tree { .. } => "Tree",
-            Self::Refused { .. } => "Refused",
-            Self::Limit(_) => "Limit",
-        }
-    }
-}
-
 impl GitSource {
     /// Fetches the reference and reads its commit. Blocking: call from a blocking thread.
     pub fn fetch(&self, interrupt: &AtomicBool) -> Result<Revision, SourceError> {

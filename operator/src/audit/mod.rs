@@ -116,11 +116,11 @@ impl AuditReport {
             let report = &report;
             match verify::check(report, &by_name) {
                 Ok(key) => audit.decisions.push(decision(report, key)),
-                Err(reason) => audit.unverified.push(Unverified {
+                Err(why) => audit.unverified.push(Unverified {
                     namespace: report.metadata.namespace.clone(),
                     name: report.metadata.name.clone(),
                     claimed_tenant: report.tenant().unwrap_or_default().to_owned(),
-                    reason,
+                    reason: why.to_string(),
                 }),
             }
         }

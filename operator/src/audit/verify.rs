@@ -6,20 +6,41 @@
 use std::collections::BTreeMap;
 
 use berth_engine::api::Tenant;
-use berth_engine::report::{PolicyReport, verify};
+use berth_engine::report::{PolicyReport, SignatureError, verify};
 
-/// Why a report is not counted as its tenant's evidence, or `Ok` with the key that signed it.
-pub fn check(report: &PolicyReport, tenants: &BTreeMap<String, Tenant>) -> Result<String, String> {
+/// Why a report is not counted as its tenant's evidence.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unverifiable {
+    #[error("no Tenant {0} exists")]
+    NoTenant(String),
+    #[error("kept in namespace {namespace}, not in tenant {tenant}'s agent namespace {home}")]
+    OutsideHome {
+        namespace: String,
+        tenant: String,
+        home: String,
+    },
+    #[error("a result speaks for tenant {0}")]
+    ForeignResult(String),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+}
+
+/// The id of the key that signed the report, if it is its tenant's evidence.
+pub fn check(
+    report: &PolicyReport,
+    tenants: &BTreeMap<String, Tenant>,
+) -> Result<String, Unverifiable> {
     let claimed = report.tenant().unwrap_or_default();
     let tenant = tenants
         .get(claimed)
-        .ok_or_else(|| format!("no Tenant {claimed} exists"))?;
+        .ok_or_else(|| Unverifiable::NoTenant(claimed.to_owned()))?;
     let home = tenant.agent_namespace();
     if report.metadata.namespace != home {
-        return Err(format!(
-            "kept in namespace {}, not in tenant {claimed}'s agent namespace {home}",
-            report.metadata.namespace
-        ));
+        return Err(Unverifiable::OutsideHome {
+            namespace: report.metadata.namespace.clone(),
+            tenant: claimed.to_owned(),
+            home,
+        });
     }
     if let Some(other) = report
         .results
@@ -27,14 +48,14 @@ pub fn check(report: &PolicyReport, tenants: &BTreeMap<String, Tenant>) -> Resul
         .filter_map(|r| r.properties.get("tenant"))
         .find(|t| *t != claimed)
     {
-        return Err(format!("a result speaks for tenant {other}"));
+        return Err(Unverifiable::ForeignResult(other.clone()));
     }
     let keys = tenant
         .status
         .as_ref()
         .map(|s| s.report_keys.as_slice())
         .unwrap_or_default();
-    verify(report, keys).map_err(|e| e.to_string())
+    Ok(verify(report, keys)?)
 }
 
 #[cfg(test)]
@@ -74,26 +95,25 @@ mod tests {
         let mut planted = report("team-a", "team-b");
         signer.sign(&mut planted);
         assert_eq!(
-            check(&planted, &tenants),
+            check(&planted, &tenants).map_err(|e| e.to_string()),
             Err("kept in namespace team-a, not in tenant team-b's agent namespace berth-agent-team-b".into())
         );
         // In the right place, but unsigned or signed by someone else.
         let unsigned = report("berth-agent-team-b", "team-b");
         assert_eq!(
             check(&unsigned, &tenants),
-            Err("the report is not signed".into())
+            Err(Unverifiable::Signature(SignatureError::Unsigned))
         );
         let (_, forger) = ReportSigner::generate().unwrap();
         let mut forged = report("berth-agent-team-b", "team-b");
         forger.sign(&mut forged);
-        assert!(
-            check(&forged, &tenants)
-                .unwrap_err()
-                .contains("not one of the tenant's report keys")
-        );
+        assert!(matches!(
+            check(&forged, &tenants),
+            Err(Unverifiable::Signature(SignatureError::UnknownKey(_)))
+        ));
         // A tenant that does not exist.
         assert_eq!(
-            check(&report("berth-agent-team-x", "team-x"), &tenants),
+            check(&report("berth-agent-team-x", "team-x"), &tenants).map_err(|e| e.to_string()),
             Err("no Tenant team-x exists".into())
         );
         // A result about someone else.
@@ -104,7 +124,7 @@ mod tests {
         signer.sign(&mut mixed);
         assert_eq!(
             check(&mixed, &tenants),
-            Err("a result speaks for tenant team-a".into())
+            Err(Unverifiable::ForeignResult("team-a".into()))
         );
     }
 }

@@ -30,7 +30,7 @@ use crate::provision::agent::{
     credential_flags,
 };
 
-/// Lifetime of an agent token; it is replaced well before (`--agent-token-refresh`).
+/// Lifetime of an agent token; it is replaced well before (every 20 minutes, see `run.rs`).
 const TOKEN_SECONDS: i64 = 3600;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long a stopping agent may take to finish its reconcile.

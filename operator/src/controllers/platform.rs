@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::{FIELD_MANAGER, legacy};
 use berth_engine::api::Tenant;
 use berth_engine::policy::PolicyBundle;
-use berth_engine::source::GitSource;
+use berth_engine::source::{GitSource, SourceError};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::OperatorMetrics;
 use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, PlatformPolicy, read_policy, tenant_data_key};
-use crate::platform::{read_tenants, validate};
+use crate::platform::{PlatformError, TenantProblem, read_tenants, validate};
 
 /// Tenants applied at once.
 const APPLY_CONCURRENCY: usize = 8;
@@ -42,13 +42,23 @@ const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformSyncError {
     #[error("fetching the platform repository: {0}")]
-    Fetch(String),
+    Fetch(#[source] SourceError),
+    #[error("fetching the platform repository: the fetch stopped: {0}")]
+    FetchTask(#[source] tokio::task::JoinError),
     #[error("reading tenants: {0}")]
-    Read(String),
-    #[error("revision refused, nothing applied: {}", .0.join("; "))]
-    Invalid(Vec<String>),
+    Read(#[source] PlatformError),
+    #[error("revision refused, nothing applied: {}", joined(.0))]
+    Invalid(Vec<TenantProblem>),
     #[error("revision refused, nothing applied: {0}")]
-    Policy(String),
+    Policy(#[source] crate::platform::policy::PolicyError),
+    #[error("revision refused, nothing applied: {0}")]
+    Bundle(#[source] berth_engine::policy::PolicyError),
+    #[error("encoding Tenant {name}: {source}")]
+    Encode {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{action} {name}: {source}")]
     Api {
         action: &'static str,
@@ -56,6 +66,11 @@ pub enum PlatformSyncError {
         #[source]
         source: kube::Error,
     },
+}
+
+fn joined(problems: &[TenantProblem]) -> String {
+    let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    texts.join("; ")
 }
 
 pub struct PlatformSync {
@@ -106,8 +121,8 @@ impl PlatformSync {
         let interrupt = Arc::new(AtomicBool::new(false));
         let revision = tokio::task::spawn_blocking(move || source.fetch(&interrupt))
             .await
-            .map_err(|e| PlatformSyncError::Fetch(e.to_string()))?
-            .map_err(|e| PlatformSyncError::Fetch(e.to_string()))?;
+            .map_err(PlatformSyncError::FetchTask)?
+            .map_err(PlatformSyncError::Fetch)?;
         let mut last = self.last_applied.lock().await;
         if let Some((commit, at)) = last.as_ref()
             && *commit == revision.commit
@@ -116,16 +131,13 @@ impl PlatformSync {
             return Ok(None);
         }
         *last = None;
-        let tenants = read_tenants(&revision.files, &self.dir)
-            .map_err(|e| PlatformSyncError::Read(e.to_string()))?;
+        let tenants = read_tenants(&revision.files, &self.dir).map_err(PlatformSyncError::Read)?;
         let problems = validate(&tenants, &self.operator_namespace);
         if !problems.is_empty() {
-            return Err(PlatformSyncError::Invalid(
-                problems.iter().map(ToString::to_string).collect(),
-            ));
+            return Err(PlatformSyncError::Invalid(problems));
         }
-        let policy = read_policy(&revision.files, &self.policy_dir)
-            .map_err(|e| PlatformSyncError::Policy(e.to_string()))?;
+        let policy =
+            read_policy(&revision.files, &self.policy_dir).map_err(PlatformSyncError::Policy)?;
         self.check_bundle(&policy).await?;
         self.publish_policy(&policy, &revision.commit).await?;
         let api = Api::<Tenant>::all(self.client.clone());
@@ -186,7 +198,10 @@ impl PlatformSync {
     ) -> Result<String, PlatformSyncError> {
         let name = tenant.name_any();
         let mut object =
-            serde_json::to_value(tenant).map_err(|e| PlatformSyncError::Read(e.to_string()))?;
+            serde_json::to_value(tenant).map_err(|source| PlatformSyncError::Encode {
+                name: name.clone(),
+                source,
+            })?;
         let mut labels = tenant.labels().clone();
         labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         object["metadata"] =
@@ -227,7 +242,7 @@ impl PlatformSync {
         let path = format!("{}/{BUNDLE_KEY}", self.policy_dir.trim_matches('/'));
         PolicyBundle::from_bytes(&path, bundle, json!({}))
             .await
-            .map_err(|e| PlatformSyncError::Policy(e.to_string()))?;
+            .map_err(PlatformSyncError::Bundle)?;
         *checked = Some(bundle.clone());
         Ok(())
     }

@@ -10,7 +10,7 @@ use berth_engine::api::Tenant;
 use berth_engine::render::{SourceFile, parse_file};
 
 pub(crate) use validate::dns_label;
-pub use validate::validate;
+pub use validate::{TenantProblem, validate};
 
 /// Why the platform repository's tenants could not be read.
 #[derive(Debug, thiserror::Error)]

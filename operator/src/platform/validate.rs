@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use berth_engine::api::{AGENT_NAMESPACE_PREFIX, Tenant};
-use berth_engine::duration::parse_duration;
+use berth_engine::api::{AGENT_NAMESPACE_PREFIX, Tenant, duration};
 use berth_engine::source::validate_url;
 
 /// Namespaces no tenant may claim.
@@ -149,12 +148,8 @@ pub fn validate(tenants: &[(String, Tenant)], operator_namespace: &str) -> Vec<T
                 ));
             }
         }
-        let interval = &tenant.spec.source.interval;
-        let valid_interval = parse_duration(interval).is_ok_and(|d| !d.is_zero());
-        if !valid_interval {
-            problem(format!(
-                "source.interval {interval:?} is not a duration like 30s, 5m or 1h"
-            ));
+        if let Err(e) = duration::parse(&tenant.spec.source.interval) {
+            problem(format!("source.interval: {e}"));
         }
         let source = &tenant.spec.source;
         let values_lists = std::iter::once(("source.valuesFiles".to_owned(), &source.values_files))
@@ -263,7 +258,7 @@ mod tests {
                 json!({"metadata": {"name": "team-a"}, "spec": {"quota": {"requests.cpu": "500m", "pods": "10", "requests.memory": "1.5Gi"}}}),
             ),
             tenant(
-                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["team-b", "team-b-jobs"], "source": {"url": "ssh://git@git.example.com/b.git", "interval": "5m"}}}),
+                json!({"metadata": {"name": "team-b"}, "spec": {"namespaces": ["team-b", "team-b-jobs"], "source": {"url": "ssh://git@git.example.com/b.git", "interval": "1m30s"}}}),
             ),
         ];
         assert_eq!(validate(&set, "berth-system"), []);
@@ -303,7 +298,7 @@ mod tests {
                 "tenants/Team-C.yaml (document 1): tenant Team-C: the name must be a DNS label (lowercase letters, digits, '-', at most 63)",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: namespace \"Team-C\" is not a DNS label",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: source.url: scheme `http` is not allowed (use https, ssh or file)",
-                "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval \"soon\" is not a duration like 30s, 5m or 1h",
+                "tenants/Team-C.yaml (document 1): tenant Team-C: source.interval: \"soon\" is not a duration like 90s, 1m30s or 1h: a number is missing or malformed",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: quota cpu: \"lots\" is not a quantity",
                 "tenants/Team-C.yaml (document 1): tenant Team-C: allowed kind Widget: Berth does not know this kind by name; write it as group/Kind",
                 "tenants/team-d.yaml (document 1): tenant team-d: namespace berth-agent-team-a is reserved",
@@ -341,6 +336,38 @@ mod tests {
                 format!("source.valuesFiles: \"--post-renderer=x\" {bad}"),
                 format!("source.clusters.prod.valuesFiles: \"a/../../b.yaml\" {bad}"),
                 "source.releaseName \"--post-renderer\" is not a DNS label of at most 53 characters".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interval_must_be_a_positive_go_duration() {
+        let with_interval = |interval: &str| {
+            let set = [tenant(
+                json!({"metadata": {"name": "team-a"}, "spec": {"source": {"url": "https://git.example.com/a.git", "interval": interval}}}),
+            )];
+            validate(&set, "berth-system")
+                .iter()
+                .map(|p| p.problem.clone())
+                .collect::<Vec<_>>()
+        };
+        for ok in ["1m30s", "300ms", "1h", "60s"] {
+            assert_eq!(with_interval(ok), Vec::<String>::new(), "{ok}");
+        }
+        assert_eq!(
+            with_interval("0s"),
+            ["source.interval: \"0s\" is not a positive duration"]
+        );
+        assert_eq!(
+            with_interval("9999999999999999999h"),
+            [
+                "source.interval: \"9999999999999999999h\" is longer than the longest duration (about 292 years)"
+            ]
+        );
+        assert_eq!(
+            with_interval("5x"),
+            [
+                "source.interval: \"5x\" is not a duration like 90s, 1m30s or 1h: unknown unit (use ns, us, ms, s, m or h)"
             ]
         );
     }

@@ -1,7 +1,7 @@
 //! The Tenant's status, derived (pure) from whether its berth is provisioned and from what its
 //! agent reported in the TenantSync: Provisioned, Synced, PolicyCompliant and Ready.
 
-use berth_engine::api::{Condition, SyncResult, TenantStatus, TenantSyncStatus};
+use berth_engine::api::{Condition, FailureReason, SyncResult, TenantStatus, TenantSyncStatus};
 
 /// One condition as decided now; its transition time is filled in by [`derive`].
 pub struct Decided {
@@ -38,7 +38,7 @@ pub fn derive(
             let synced = match s.result {
                 SyncResult::Applied => decided("Synced", "True", "Applied", &s.message),
                 SyncResult::Refused => decided("Synced", "False", "Refused", &s.message),
-                SyncResult::Failed => decided("Synced", "False", failure(&s.message), &s.message),
+                SyncResult::Failed => decided("Synced", "False", failure(s), &s.message),
             };
             let compliant = if s.result == SyncResult::Refused {
                 decided("PolicyCompliant", "False", "Refused", &s.message)
@@ -91,14 +91,13 @@ pub fn derive(
     }
 }
 
-/// The reason of a failed sync: the causes a tenant can fix itself get their own.
-fn failure(message: &str) -> &'static str {
-    // The API server's ResourceQuota admission message, stable across versions.
-    if message.contains("exceeded quota") {
-        "QuotaExceeded"
-    } else {
-        "Failed"
-    }
+/// The reason of a failed sync, as the agent recorded it; `Failed` when it recorded none (an
+/// older agent) or one outside the known set, so a condition never carries free text.
+fn failure(sync: &TenantSyncStatus) -> &'static str {
+    sync.reason
+        .as_deref()
+        .and_then(FailureReason::parse)
+        .map_or("Failed", FailureReason::as_str)
 }
 
 pub fn decided(type_: &'static str, status: &'static str, reason: &str, message: &str) -> Decided {
@@ -183,26 +182,56 @@ mod tests {
         assert_eq!(ready(&failed), ("False", "NotProvisioned"));
     }
 
+    fn synced(sync: &TenantSyncStatus) -> Condition {
+        let provisioned = decided("Provisioned", "True", "Provisioned", "ok");
+        let status = derive(None, None, provisioned, Some(sync), "t");
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Synced")
+            .unwrap()
+    }
+
     #[test]
     fn a_quota_the_apiserver_enforced_is_named_as_the_reason() {
         let failed = TenantSyncStatus {
             result: SyncResult::Failed,
+            reason: Some("QuotaExceeded".into()),
             message:
                 "applying ConfigMap t/c: configmaps \"c\" is forbidden: exceeded quota: berth-quota"
                     .into(),
             ..TenantSyncStatus::default()
         };
-        let provisioned = decided("Provisioned", "True", "Provisioned", "ok");
-        let status = derive(None, None, provisioned, Some(&failed), "t");
-        let synced = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Synced")
-            .unwrap();
+        let synced = synced(&failed);
         assert_eq!(
             (synced.status.as_str(), synced.reason.as_str()),
             ("False", "QuotaExceeded")
         );
         assert!(synced.message.contains("exceeded quota: berth-quota"));
+    }
+
+    #[test]
+    fn the_reason_comes_from_the_agent_not_from_its_message() {
+        let failed = |reason: Option<&str>, message: &str| TenantSyncStatus {
+            result: SyncResult::Failed,
+            reason: reason.map(Into::into),
+            message: message.into(),
+            ..TenantSyncStatus::default()
+        };
+        // The message alone decides nothing, whatever it says.
+        let quoted = synced(&failed(
+            Some("FetchFailed"),
+            "fetching https://git.example.com/exceeded quota: x",
+        ));
+        assert_eq!(quoted.reason, "FetchFailed");
+        let older_agent = synced(&failed(None, "configmaps is forbidden: exceeded quota: q"));
+        assert_eq!(older_agent.reason, "Failed");
+        // A reason outside the known set never reaches the condition.
+        let unknown = synced(&failed(Some("Not a reason!"), "x"));
+        assert_eq!(unknown.reason, "Failed");
+        for reason in FailureReason::ALL {
+            let condition = synced(&failed(Some(reason.as_str()), "x"));
+            assert_eq!(condition.reason, reason.as_str());
+        }
     }
 }
