@@ -202,6 +202,7 @@ mod tests {
                 name: name.into(),
             },
             object: json!({"apiVersion": api_version, "kind": kind, "metadata": metadata}),
+            encrypted: Some(false),
         }
     }
 

@@ -72,12 +72,26 @@ impl fmt::Display for ObjectRef {
 }
 
 /// A rendered object of a revision.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Manifest {
     pub origin: Origin,
     pub reference: ObjectRef,
     /// The full object as declared (after defaulting its namespace, see guard rails).
     pub object: Value,
+    /// Whether the object's values were committed to Git encrypted with SOPS (a Secret, its
+    /// values now plaintext); `None` for an object that does not come from Git (admission).
+    pub encrypted: Option<bool>,
+}
+
+/// Without the object: a Secret's values must not reach a log through `{:?}`.
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("origin", &self.origin)
+            .field("reference", &self.reference)
+            .field("encrypted", &self.encrypted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Manifest {

@@ -4,7 +4,9 @@
 use crate::guard::{self, Refusal, Scope, TenantContext};
 use crate::manifest::{Manifest, ObjectRef};
 use crate::policy::{PolicyBundle, PolicyError, Severity, Violation};
-use crate::render::{self, Helm, Kustomize, RenderError, RenderLimits, Renderers, SourceFile};
+use crate::render::{
+    self, Helm, Kustomize, RenderError, RenderLimits, Renderers, Sops, SourceFile,
+};
 
 /// Why a revision could not be checked at all.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct Checker {
     pub kustomize: Kustomize,
     /// helm, and the release a chart is rendered as.
     pub helm: Helm,
+    /// sops and the tenant's key; `None` checks encrypted Secrets without decrypting them.
+    pub sops: Option<Sops>,
     pub limits: RenderLimits,
 }
 
@@ -80,6 +84,7 @@ impl Checker {
         let renderers = Renderers {
             kustomize: self.kustomize.clone(),
             helm: self.helm.clone(),
+            sops: self.sops.clone(),
         };
         let (limits, path) = (self.limits.clone(), path.to_owned());
         tokio::task::spawn_blocking(move || render::render(&files, &path, &renderers, &limits))

@@ -62,6 +62,8 @@ pub async fn run(options: CheckOptions) -> Result<Checked, CheckCommandError> {
             ..Kustomize::default()
         },
         helm: options.helm,
+        // No key here: encrypted Secrets are checked as they are, their values redacted.
+        sops: None,
         limits: RenderLimits {
             max_objects: options.max_objects,
             ..RenderLimits::default()

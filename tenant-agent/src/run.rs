@@ -14,7 +14,7 @@ use berth_engine::guard::Scope;
 use berth_engine::metrics::Metrics;
 use berth_engine::pipeline::Checker;
 use berth_engine::policy::PolicyBundle;
-use berth_engine::render::{Kustomize, RenderLimits};
+use berth_engine::render::{AgeKey, Kustomize, RenderLimits, Sops};
 use berth_engine::report::ReportSigner;
 use berth_engine::source::{Auth, GitRef, GitSource, TreeLimits, validate_url};
 use clap::Args;
@@ -104,9 +104,34 @@ pub struct RunArgs {
     /// process mode), so the agent never outlives it.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// The sops program, for Secrets committed encrypted with SOPS. The tenant's age key is
+    /// read from the environment variable BERTH_SOPS_AGE_KEY only (never a flag or a file);
+    /// without it, an encrypted Secret refuses the revision.
+    #[arg(long, default_value = "sops", env = "BERTH_SOPS")]
+    sops: PathBuf,
 }
 
+/// The environment variable holding the tenant's age identities (the operator sets it from
+/// the Tenant's `source.decryptionSecret`).
+pub const SOPS_AGE_KEY_ENV: &str = "BERTH_SOPS_AGE_KEY";
+
 impl RunArgs {
+    /// sops, and the tenant's age key if the environment holds one.
+    fn sops(&self) -> Result<Sops, String> {
+        let key = match std::env::var(SOPS_AGE_KEY_ENV) {
+            Ok(text) => Some(AgeKey::parse(&text).map_err(|e| format!("{SOPS_AGE_KEY_ENV} {e}"))?),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{SOPS_AGE_KEY_ENV} is not UTF-8"));
+            }
+        };
+        Ok(Sops {
+            program: self.sops.clone(),
+            key,
+            ..Sops::default()
+        })
+    }
+
     /// The reference the flags name (a branch, `main` by default, or a pin).
     fn git_ref(&self) -> GitRef {
         match (&self.tag, &self.semver, &self.commit) {
@@ -171,6 +196,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
         args.known_hosts.as_deref(),
     )?;
     let tenant = args.tenant.context();
+    let sops = args.sops()?;
     let skip_guard_rails = skip_guard_rails()?;
     let metrics = Arc::new(Metrics::default());
     let (client, version) = berth_engine::cluster::connect(Some(metrics.api_requests.clone()))
@@ -225,6 +251,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
                 ..Kustomize::default()
             },
             helm: args.tenant.helm(),
+            sops: Some(sops),
             limits: RenderLimits {
                 max_objects: args.tenant.max_objects,
                 ..RenderLimits::default()

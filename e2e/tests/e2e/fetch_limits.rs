@@ -119,6 +119,10 @@ async fn a_huge_blob_is_never_fetched_unless_followed_and_then_refused_in_bounde
             USERNAME,
             "--password-file",
             password.path().to_str().expect("UTF-8"),
+            // git-upload-pack takes a while to start sending 300 MiB that does not compress
+            // on a loaded machine; the limit under test is the pack's size, not the timeout.
+            "--git-timeout",
+            "180s",
         ];
 
         // (a) The followed branch applies; the blob next to it is never downloaded.

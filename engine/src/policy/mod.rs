@@ -18,6 +18,9 @@ pub const ENTRYPOINT: &str = "berth/violations";
 
 /// Linear memory one evaluation may use; the module asks for no maximum of its own.
 const MAX_MEMORY: usize = 64 * 1024 * 1024;
+/// What a policy sees in place of each value of a Secret.
+pub const REDACTED: &str = "[redacted]";
+
 /// Instructions one evaluation may run (about 0.1 s); ordinary objects use well under 1%.
 const FUEL: u64 = 1_500_000_000;
 
@@ -233,11 +236,7 @@ impl PolicyBundle {
                 object: manifest.reference.to_string(),
                 reason,
             };
-            let input = json!({
-                "object": manifest.object,
-                "tenant": tenant.policy_input(),
-                "revision": revision,
-            });
+            let input = input(manifest, tenant, revision);
             store.set_fuel(FUEL).map_err(|e| failed(format!("{e:#}")))?;
             let result: Value = policy
                 .evaluate(&mut store, ENTRYPOINT, &input)
@@ -256,6 +255,28 @@ impl PolicyBundle {
         violations.sort_by(|a, b| (&a.object, &a.finding.rule).cmp(&(&b.object, &b.finding.rule)));
         Ok(violations)
     }
+}
+
+/// What a policy sees of one object: the object (a Secret's values redacted, its keys kept),
+/// whether it was committed to Git encrypted (`null` for admission), the tenant and the
+/// revision.
+pub fn input(manifest: &Manifest, tenant: &TenantContext, revision: &str) -> Value {
+    let mut object = manifest.object.clone();
+    if manifest.reference.kind == "Secret" && manifest.reference.group().is_empty() {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(values)) = object.get_mut(field) {
+                values
+                    .values_mut()
+                    .for_each(|v| *v = Value::from(REDACTED));
+            }
+        }
+    }
+    json!({
+        "object": object,
+        "encrypted": manifest.encrypted,
+        "tenant": tenant.policy_input(),
+        "revision": revision,
+    })
 }
 
 /// Extracts the findings from OPA's result set, `[{"result": [finding, …]}]`. An undefined

@@ -82,6 +82,7 @@ pub(super) fn manifest(origin: Origin, object: Value) -> Result<Manifest, Render
         origin,
         reference,
         object,
+        encrypted: Some(false),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Render step: turns the files of a revision into objects, either by parsing plain YAML/JSON
 //! manifests, by running `kustomize build` when the sync root holds a kustomization, or by
-//! running `helm template` when it holds a Helm chart.
+//! running `helm template` when it holds a Helm chart; then decrypts the Secrets committed
+//! encrypted with SOPS.
 
 mod chart;
 mod documents;
@@ -8,6 +9,7 @@ mod helm;
 mod kustomization;
 mod kustomize;
 pub mod sandbox;
+mod sops;
 mod supervise;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ pub use helm::{Helm, Release};
 pub use kustomization::KUSTOMIZATION_FILES;
 pub use kustomize::Kustomize;
 pub use sandbox::Launcher;
+pub use sops::{AgeKey, Sops};
 pub use supervise::Tool;
 
 /// One file of the revision, its path relative to the repository root.
@@ -96,6 +99,9 @@ pub enum RenderError {
     ReleaseName { name: String, reason: String },
     #[error("values file {file:?}: {reason}")]
     ValuesFile { file: String, reason: String },
+    /// A SOPS-encrypted Secret that could not be decrypted, or something else encrypted.
+    #[error("{file}: {reason}")]
+    Decrypt { file: String, reason: String },
     #[error("{file}: not a plain relative path")]
     NotRelative { file: String },
     #[error("{} failed: {message}", tool.command())]
@@ -133,13 +139,16 @@ fn size(bytes: u64) -> String {
 pub struct Renderers {
     pub kustomize: Kustomize,
     pub helm: Helm,
+    /// sops and the tenant's key; `None` leaves encrypted values encrypted (`berth-agent
+    /// check`, which has no key: the policy step sees every Secret's values redacted anyway).
+    pub sops: Option<Sops>,
 }
 
 impl From<Kustomize> for Renderers {
     fn from(kustomize: Kustomize) -> Self {
         Self {
             kustomize,
-            helm: Helm::default(),
+            ..Self::default()
         }
     }
 }
@@ -149,6 +158,7 @@ impl From<Kustomize> for Renderers {
 /// kustomization, which may use other directories of the repository; otherwise every
 /// `.yaml`, `.yml` and `.json` file below it, in path order. Values files are for charts
 /// only: naming some for any other directory is an error rather than silently ignored.
+/// Secrets committed encrypted with SOPS are then decrypted (see [`sops`]).
 pub fn render(
     files: &[SourceFile],
     path: &str,
@@ -180,7 +190,7 @@ pub fn render(
             reason: format!("values files are for Helm charts, and {shown} holds no Chart.yaml"),
         });
     }
-    let manifests = if has(chart::CHART_FILE) {
+    let mut manifests = if has(chart::CHART_FILE) {
         renderers.helm.template(files, dir, limits)?
     } else if kustomization.is_some() {
         renderers.kustomize.build(files, dir, limits)?
@@ -207,6 +217,7 @@ pub fn render(
         });
     }
     reject_duplicates(&manifests)?;
+    sops::decrypt(files, &mut manifests, renderers.sops.as_ref(), limits)?;
     Ok(manifests)
 }
 

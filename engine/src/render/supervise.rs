@@ -1,4 +1,4 @@
-//! The agent's side of the render sandbox: starts a render tool (kustomize, helm) under the
+//! The agent's side of the render sandbox: starts a render tool (kustomize, helm, sops) under the
 //! launcher ([`super::sandbox`]) with a fixed argument list and environment, and supervises it
 //! to its end, its wall-time deadline or its output cap, whichever comes first. Each exceeded
 //! limit becomes its own error, naming the tool.
@@ -25,6 +25,7 @@ const MAX_MESSAGE: usize = 1_000;
 pub enum Tool {
     Kustomize,
     Helm,
+    Sops,
 }
 
 impl Tool {
@@ -33,6 +34,7 @@ impl Tool {
         match self {
             Tool::Kustomize => "kustomize build",
             Tool::Helm => "helm template",
+            Tool::Sops => "sops decrypt",
         }
     }
 }
@@ -42,6 +44,7 @@ impl fmt::Display for Tool {
         f.write_str(match self {
             Tool::Kustomize => "kustomize",
             Tool::Helm => "helm",
+            Tool::Sops => "sops",
         })
     }
 }

@@ -327,6 +327,7 @@ mod tests {
                 name: name.into(),
             },
             object: json!({}),
+            encrypted: Some(false),
         }
     }
 

@@ -57,6 +57,7 @@ pub fn written_object(request: &AdmissionRequest<DynamicObject>) -> Option<Manif
             name,
         },
         object: value,
+        encrypted: None,
     })
 }
 
