@@ -18,7 +18,9 @@ use kube::{Client, Config};
 /// Why the control plane is not available. Tests fail with this message, never skip.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HarnessError {
-    #[error("building the control plane with {script}: {reason}")]
+    #[error(
+        "building the control plane with {script}: {reason} (it needs Go; `make kube` runs it and prints what BERTH_KUBE_BIN may name)"
+    )]
     Build { script: PathBuf, reason: String },
     #[error("starting {binary}: {reason}")]
     Start { binary: PathBuf, reason: String },

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use berth_engine::api::TENANT_LABEL;
 use berth_engine::manifest::Manifest;
 use berth_engine::render::{SourceFile, parse_file};
 use serde_json::{Value, json};
@@ -315,7 +316,7 @@ fn escape_objects() -> Vec<Value> {
         from_namespaces("all-namespaces", json!({})),
         from_namespaces(
             "tenant-label",
-            json!({"matchLabels": {"berth.dev/tenant": "team-a"}}),
+            json!({"matchLabels": {TENANT_LABEL: "team-a"}}),
         ),
         from_namespaces(
             "own-namespace",
@@ -331,7 +332,7 @@ fn escape_objects() -> Vec<Value> {
         ),
         from_namespaces(
             "any-tenant",
-            json!({"matchExpressions": [{"key": "berth.dev/tenant", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": TENANT_LABEL, "operator": "Exists"}]}),
         ),
         subject_binding("anonymous", "User", "system:anonymous"),
         subject_binding("authenticated", "Group", "system:authenticated"),

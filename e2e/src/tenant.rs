@@ -309,7 +309,7 @@ pub async fn token_kubeconfig(
 ) -> (tempfile::NamedTempFile, String) {
     let token = request_token(client, namespace, sa).await;
     let file = tempfile::NamedTempFile::new().expect("kubeconfig file");
-    write_token_kubeconfig(cp, &token, file.path()).await;
+    write_token_kubeconfig(cp, &token, file.path());
     (file, token)
 }
 
@@ -330,16 +330,21 @@ pub async fn request_token(client: &Client, namespace: &str, sa: &str) -> String
     issued.status.and_then(|s| s.token).expect("token")
 }
 
-async fn write_token_kubeconfig(cp: &ControlPlane, token: &str, path: &std::path::Path) {
-    let admin = cp.admin_config().await.expect("admin config");
-    let ca = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
-    let ca_data = ca
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority-data: "))
-        .expect("CA in kubeconfig");
-    let body = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority-data: {ca_data}\nusers:\n- name: agent\n  user:\n    token: {token}\ncontexts:\n- name: agent\n  context: {{cluster: local, user: agent}}\ncurrent-context: agent\n",
-        admin.cluster_url
-    );
-    std::fs::write(path, body).expect("writing kubeconfig");
+fn write_token_kubeconfig(cp: &ControlPlane, token: &str, path: &std::path::Path) {
+    let admin = kube::config::Kubeconfig::read_from(&cp.kubeconfig).expect("admin kubeconfig");
+    let cluster = admin
+        .clusters
+        .into_iter()
+        .find_map(|c| c.cluster)
+        .expect("a cluster in the admin kubeconfig");
+    let user = kube::config::AuthInfo {
+        token: Some(token.to_owned().into()),
+        ..kube::config::AuthInfo::default()
+    };
+    let kubeconfig = berth_engine::cluster::single_user_kubeconfig(cluster, user);
+    std::fs::write(
+        path,
+        serde_saphyr::to_string(&kubeconfig).expect("kubeconfig YAML"),
+    )
+    .expect("writing kubeconfig");
 }

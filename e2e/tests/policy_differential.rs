@@ -27,10 +27,22 @@ fn tenant() -> TenantContext {
     }
 }
 
+/// The pinned opa CLI.
+fn opa() -> PathBuf {
+    let opa = std::env::var_os("BERTH_OPA")
+        .map(PathBuf::from)
+        .expect("BERTH_OPA must name the opa binary (cargo sets it from .cargo/config.toml)");
+    assert!(
+        opa.is_file(),
+        "opa not found at {}: run `make tools`, which installs the pinned one there",
+        opa.display()
+    );
+    opa
+}
+
 /// `opa eval` of the library on every input at once.
 fn opa_eval(inputs: &[Value], data: &Value) -> Vec<Value> {
-    let opa = std::env::var_os("BERTH_OPA")
-        .expect("BERTH_OPA must name the opa binary (run through `make`)");
+    let opa = opa();
     let dir = tempfile::tempdir().unwrap();
     let input_path = dir.path().join("input.json");
     let data_path = dir.path().join("data.json");
@@ -164,7 +176,7 @@ async fn opa_wasm_decides_exactly_as_opa_eval() {
 
 /// The rule ids of the library's catalogue (`data.berth.catalog`).
 fn catalogued_rules() -> Vec<String> {
-    let opa = std::env::var_os("BERTH_OPA").expect("BERTH_OPA must name the opa binary");
+    let opa = opa();
     let out = Command::new(opa)
         .args(["eval", "--format", "json", "--data"])
         .arg(root().join("policies/berth"))

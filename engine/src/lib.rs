@@ -3,13 +3,13 @@
 
 pub mod api;
 pub mod apply;
+pub mod check;
 pub mod cluster;
 pub mod guard;
 pub mod http_server;
 pub mod kinds;
 pub mod manifest;
 pub mod metrics;
-pub mod pipeline;
 pub mod policy;
 pub mod render;
 pub mod report;

@@ -7,7 +7,12 @@ use std::process::Command;
 
 fn check(policies: &Path) -> std::process::Output {
     let opa = std::env::var_os("BERTH_OPA")
-        .expect("BERTH_OPA must name the opa binary (run through `make`)");
+        .expect("BERTH_OPA must name the opa binary (cargo sets it from .cargo/config.toml)");
+    assert!(
+        Path::new(&opa).is_file(),
+        "opa not found at {}: run `make tools`, which installs the pinned one there",
+        opa.display()
+    );
     Command::new(policies.join("build.sh"))
         .arg("--check")
         .env("OPA", opa)

@@ -34,11 +34,11 @@ fn file(path: &str, content: &str) -> SourceFile {
 /// The real kustomize CLI, installed by e2e/tools/install.sh (make passes its path).
 fn kustomize() -> Kustomize {
     let program = std::env::var_os("BERTH_KUSTOMIZE").map(PathBuf::from).expect(
-        "BERTH_KUSTOMIZE must name the kustomize binary (run through `make`, which installs it)",
+        "BERTH_KUSTOMIZE must name the kustomize binary (cargo sets it from .cargo/config.toml)",
     );
     assert!(
         program.is_file(),
-        "kustomize not found at {}",
+        "kustomize not found at {}: run `make tools`, which installs the pinned one there",
         program.display()
     );
     Kustomize {

@@ -1,6 +1,7 @@
 //! `berth-operator`: command-line entry point.
 
 mod admission;
+mod apiserver;
 mod audit;
 mod controllers;
 mod leader;
@@ -171,7 +172,7 @@ async fn validate_platform(
         Err(error) => problems.push(error.to_string()),
         Ok(policy) => {
             if let Some(bundle) = &policy.bundle {
-                let name = format!("policies/{}", platform::policy::BUNDLE_KEY);
+                let name = format!("policies/{}", berth_engine::policy::config_map::BUNDLE_KEY);
                 if let Err(error) = berth_engine::policy::PolicyBundle::from_bytes(
                     &name,
                     bundle,
@@ -202,13 +203,8 @@ async fn write_audit(dir: &std::path::Path) -> Result<(usize, usize), String> {
         .list(&ListParams::default())
         .await
         .map_err(|e| format!("listing Tenants: {e}"))?;
-    let reports: Vec<serde_json::Value> = listed
-        .items
-        .iter()
-        .filter_map(|r| serde_json::to_value(r).ok())
-        .collect();
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let report = audit::AuditReport::from_policy_reports(&reports, &tenants.items, &now);
+    let report = audit::AuditReport::from_policy_reports(&listed.items, &tenants.items, &now);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (name, body) in [
         ("audit.html", audit::html(&report)),

@@ -41,17 +41,8 @@ pub struct RunArgs {
     /// Time between platform repository syncs, a Go duration such as 30s, 1m30s or 5m.
     #[arg(long, default_value = "60s", value_parser = duration::parse, env = "BERTH_PLATFORM_INTERVAL")]
     platform_interval: Duration,
-    /// PEM file of the only CAs trusted for an HTTPS platform repository.
-    #[arg(long)]
-    platform_ca_file: Option<PathBuf>,
-    #[arg(long, requires = "platform_password_file")]
-    platform_username: Option<String>,
-    #[arg(long, requires = "platform_username")]
-    platform_password_file: Option<PathBuf>,
-    #[arg(long, requires = "platform_known_hosts")]
-    platform_ssh_key: Option<PathBuf>,
-    #[arg(long, requires = "platform_ssh_key")]
-    platform_known_hosts: Option<PathBuf>,
+    #[command(flatten)]
+    platform_git: berth_engine::source::PlatformGitFlags,
     /// Directory of the platform repository cache (and, in process mode, the agents' state).
     #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
     cache_dir: PathBuf,
@@ -126,24 +117,18 @@ enum AgentMode {
 
 impl RunArgs {
     fn platform_source(&self) -> Result<Option<berth_engine::source::GitSource>, String> {
-        use berth_engine::source::{Auth, GitSource, TreeLimits, validate_url};
+        use berth_engine::source::{GitSource, TreeLimits, validate_url};
         let Some(repo) = &self.platform_repo else {
             return Ok(None);
         };
         let url = validate_url(repo)?;
-        let auth = Auth::from_flags(
-            &url,
-            self.platform_username.as_deref(),
-            self.platform_password_file.as_deref(),
-            self.platform_ssh_key.as_deref(),
-            self.platform_known_hosts.as_deref(),
-        )?;
+        let auth = self.platform_git.auth(&url)?;
         Ok(Some(GitSource {
             url,
             git_ref: berth_engine::source::GitRef::Branch(self.platform_branch.clone()),
             cache_dir: self.cache_dir.join("platform"),
             auth,
-            ca_file: self.platform_ca_file.clone(),
+            ca_file: self.platform_git.ca_file.clone(),
             timeout: std::time::Duration::from_secs(30),
             limits: TreeLimits::default(),
             ssh_program: "ssh".into(),

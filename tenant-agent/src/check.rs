@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use berth_engine::check::{CheckError, Checked, Checker};
 use berth_engine::guard::{self, Scope, TenantContext};
-use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
 use berth_engine::render::{Helm, Kustomize, RenderLimits};
 use serde_json::json;

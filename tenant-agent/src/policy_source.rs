@@ -8,13 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_engine::policy::PolicyBundle;
+use berth_engine::policy::config_map::{self, BUNDLE_KEY, DATA_KEY};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::Mutex;
-
-/// Keys of the policy ConfigMap.
-pub const BUNDLE_KEY: &str = "bundle.tar.gz";
-pub const DATA_KEY: &str = "data.json";
 
 pub enum PolicySource {
     Fixed(Arc<PolicyBundle>),
@@ -94,7 +91,7 @@ impl PolicySource {
                 refused_update: None,
             });
         }
-        match parse(&config_map, name).await {
+        match parse(&config_map).await {
             Ok((bundle, raw, data)) => {
                 if let Err(e) = save_cached(cache, &raw, &data).await {
                     tracing::warn!(error = %e, "keeping the policy bundle in the cache");
@@ -118,36 +115,32 @@ impl PolicySource {
 /// The bundle, its raw bytes and its data.
 async fn parse(
     config_map: &ConfigMap,
-    name: &str,
 ) -> Result<(PolicyBundle, Vec<u8>, serde_json::Value), String> {
-    let bundle = config_map
-        .binary_data
-        .as_ref()
-        .and_then(|d| d.get(BUNDLE_KEY))
-        .ok_or_else(|| format!("policy ConfigMap {name} has no binaryData {BUNDLE_KEY}"))?;
-    let data = match config_map.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| format!("policy ConfigMap {name}: {DATA_KEY}: {e}"))?,
-        None => serde_json::json!({}),
-    };
-    let parsed = PolicyBundle::from_bytes(&format!("ConfigMap {name}"), &bundle.0, data.clone())
+    let policy = config_map::parse(config_map).map_err(|e| e.to_string())?;
+    let parsed = PolicyBundle::from_bytes(&policy.source_name, policy.bundle, policy.data.clone())
         .await
         .map_err(|e| e.to_string())?;
-    Ok((parsed, bundle.0.clone(), data))
+    Ok((parsed, policy.bundle.to_vec(), policy.data))
 }
 
+/// Keeps the bundle and its data (the ConfigMap's keys as file names) for the next start. Each
+/// file is written aside and renamed over the old one, so a crash never leaves half a bundle.
 async fn save_cached(
     cache: &std::path::Path,
     bundle: &[u8],
     data: &serde_json::Value,
 ) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(cache).await?;
-    // Written aside and renamed, so a crash never leaves half a bundle behind.
-    let (bundle_tmp, data_tmp) = (cache.join(".bundle.tar.gz"), cache.join(".data.json"));
-    tokio::fs::write(&bundle_tmp, bundle).await?;
-    tokio::fs::write(&data_tmp, data.to_string()).await?;
-    tokio::fs::rename(&data_tmp, cache.join(DATA_KEY)).await?;
-    tokio::fs::rename(&bundle_tmp, cache.join(BUNDLE_KEY)).await
+    let (cache, bundle, data) = (cache.to_owned(), bundle.to_vec(), data.to_string());
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&cache)?;
+        for (key, content) in [(DATA_KEY, data.as_bytes()), (BUNDLE_KEY, &bundle)] {
+            let mut file = tempfile::NamedTempFile::new_in(&cache)?;
+            std::io::Write::write_all(&mut file, content)?;
+            file.persist(cache.join(key))?;
+        }
+        Ok(())
+    })
+    .await?
 }
 
 async fn load_cached(cache: &std::path::Path) -> Option<PolicyBundle> {

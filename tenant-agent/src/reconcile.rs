@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use berth_engine::api::{
-    FailureReason, RefusedObject, SyncResult, TenantSync, TenantSyncSpec, TenantSyncStatus,
+    FailureReason, RefusedObject, SYNC_NAME, SyncResult, TenantSync, TenantSyncSpec,
+    TenantSyncStatus,
 };
-use berth_engine::apply::{Applier, ApplyError, FIELD_MANAGER};
+use berth_engine::apply::{Applier, ApplyError, FIELD_MANAGER, scope_lookup};
+use berth_engine::check::{CheckError, Checked, Checker};
 use berth_engine::guard::Scope;
 use berth_engine::manifest::ObjectRef;
 use berth_engine::metrics::Metrics;
-use berth_engine::pipeline::{CheckError, Checked, Checker};
 use berth_engine::policy::PolicyBundle;
 
 use crate::policy_source::{NoPolicy, PolicySource};
@@ -21,7 +22,6 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource};
 
-use crate::run::{SYNC_NAME, scope_lookup};
 use berth_engine::report::GUARD_RAILS;
 
 /// Refused objects listed in the status; the count is always exact.

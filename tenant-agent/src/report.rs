@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use berth_engine::pipeline::Checked;
+use berth_engine::check::Checked;
 use berth_engine::policy::Severity;
 use berth_engine::report::GUARD_RAILS;
 use serde_json::{Value, json};

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use berth_engine::api::{TenantSync, TenantSyncSpec, duration};
+use berth_engine::api::{SYNC_NAME, TenantSync, TenantSyncSpec, duration};
 use berth_engine::apply::Applier;
-use berth_engine::guard::Scope;
+use berth_engine::check::Checker;
 use berth_engine::metrics::Metrics;
-use berth_engine::pipeline::Checker;
 use berth_engine::policy::PolicyBundle;
 use berth_engine::render::{AgeKey, Kustomize, RenderLimits, Sops};
 use berth_engine::report::ReportSigner;
-use berth_engine::source::{Auth, GitRef, GitSource, TreeLimits, validate_url};
+use berth_engine::source::{GitFlags, GitRef, GitSource, TreeLimits, validate_url};
 use clap::Args;
 use futures::StreamExt;
 use kube::Api;
@@ -27,8 +26,6 @@ use tokio::sync::Notify;
 use crate::policy_source::{PlatformPolicy, PolicySource};
 use crate::reconcile::{Agent, Outcome};
 use crate::{TenantArgs, exit};
-
-pub use berth_engine::api::SYNC_NAME;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -71,21 +68,8 @@ pub struct RunArgs {
     /// Directory of the repository cache.
     #[arg(long, default_value = "/var/cache/berth", env = "BERTH_CACHE_DIR")]
     cache_dir: PathBuf,
-    /// PEM file of the only CAs trusted for an HTTPS repository.
-    #[arg(long, env = "BERTH_GIT_CA_FILE")]
-    ca_file: Option<PathBuf>,
-    /// HTTPS username (with --password-file; for a token, the name the forge expects).
-    #[arg(long, env = "BERTH_GIT_USERNAME", requires = "password_file")]
-    username: Option<String>,
-    /// File holding the HTTPS password or token.
-    #[arg(long, env = "BERTH_GIT_PASSWORD_FILE", requires = "username")]
-    password_file: Option<PathBuf>,
-    /// SSH private key (with --known-hosts).
-    #[arg(long, env = "BERTH_GIT_SSH_KEY", requires = "known_hosts")]
-    ssh_key: Option<PathBuf>,
-    /// known_hosts file the SSH server's host key must be in.
-    #[arg(long, env = "BERTH_GIT_KNOWN_HOSTS", requires = "ssh_key")]
-    known_hosts: Option<PathBuf>,
+    #[command(flatten)]
+    git: GitFlags,
     /// Git connect/read timeout.
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     git_timeout: Duration,
@@ -188,13 +172,7 @@ pub async fn main(args: RunArgs) -> u8 {
 
 async fn build(args: &RunArgs) -> Result<Agent, String> {
     let url = validate_url(&args.repo).map_err(|e| format!("--repo: {e}"))?;
-    let auth = Auth::from_flags(
-        &url,
-        args.username.as_deref(),
-        args.password_file.as_deref(),
-        args.ssh_key.as_deref(),
-        args.known_hosts.as_deref(),
-    )?;
+    let auth = args.git.auth(&url)?;
     let tenant = args.tenant.context();
     let sops = args.sops()?;
     let skip_guard_rails = skip_guard_rails()?;
@@ -224,7 +202,7 @@ async fn build(args: &RunArgs) -> Result<Agent, String> {
             git_ref: args.git_ref(),
             cache_dir,
             auth,
-            ca_file: args.ca_file.clone(),
+            ca_file: args.git.ca_file.clone(),
             timeout: args.git_timeout,
             limits: TreeLimits::default(),
             ssh_program: "ssh".into(),
@@ -369,21 +347,6 @@ async fn shutdown(stdin_eof: bool) {
         () = term => {}
         () = eof => {}
         _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// Scopes for the guard rails from the API server's discovery; kinds it does not serve are
-/// unknown (and refused).
-pub fn scope_lookup(
-    scopes: HashMap<kube::core::GroupVersionKind, Scope>,
-) -> impl Fn(&berth_engine::manifest::ObjectRef) -> Scope {
-    move |object| {
-        let (group, version) = object
-            .api_version
-            .rsplit_once('/')
-            .unwrap_or(("", &object.api_version));
-        let gvk = kube::core::GroupVersionKind::gvk(group, version, &object.kind);
-        scopes.get(&gvk).copied().unwrap_or(Scope::Unknown)
     }
 }
 

@@ -12,12 +12,21 @@ fn check(dir: &Path, extra: &[&str]) -> Output {
         .arg(dir)
         .args(["--tenant", "team-a", "--namespace", "team-a"])
         .args(extra)
-        .env(
-            "BERTH_KUSTOMIZE",
-            std::env::var_os("BERTH_KUSTOMIZE").expect("BERTH_KUSTOMIZE (run through make)"),
-        )
+        .env("BERTH_KUSTOMIZE", kustomize())
         .output()
         .unwrap()
+}
+
+fn kustomize() -> std::path::PathBuf {
+    let program = std::env::var_os("BERTH_KUSTOMIZE")
+        .map(std::path::PathBuf::from)
+        .expect("BERTH_KUSTOMIZE (cargo sets it from .cargo/config.toml)");
+    assert!(
+        program.is_file(),
+        "kustomize not found at {}: run `make tools`, which installs the pinned one there",
+        program.display()
+    );
+    program
 }
 
 fn podinfo() -> std::path::PathBuf {

@@ -52,11 +52,11 @@ impl Canary {
 
 fn kustomize_program() -> PathBuf {
     let program = std::env::var_os("BERTH_KUSTOMIZE").map(PathBuf::from).expect(
-        "BERTH_KUSTOMIZE must name the kustomize binary (run through `make`, which installs it)",
+        "BERTH_KUSTOMIZE must name the kustomize binary (cargo sets it from .cargo/config.toml)",
     );
     assert!(
         program.is_file(),
-        "kustomize not found at {}",
+        "kustomize not found at {}: run `make tools`, which installs the pinned one there",
         program.display()
     );
     program
@@ -532,13 +532,12 @@ fn the_sandbox_needs_no_privileges() {
     let tools = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // Within reach of uid 65532 (the tool cache may be in root's home), linked where possible:
-    // a debug build of the agent is half a gigabyte.
+    // a debug build of the agent is half a gigabyte. The file itself, not a symbolic link to
+    // it (target/tools/ holds links into that cache).
     let agent = tools.path().join("berth-agent");
     let kustomize = tools.path().join("kustomize");
-    for (from, to) in [
-        (Path::new(AGENT), &agent),
-        (&kustomize_program(), &kustomize),
-    ] {
+    let kustomize_file = std::fs::canonicalize(kustomize_program()).unwrap();
+    for (from, to) in [(Path::new(AGENT), &agent), (&kustomize_file, &kustomize)] {
         if std::fs::hard_link(from, to).is_err() {
             std::fs::copy(from, to).unwrap();
         }

@@ -2,7 +2,7 @@
 //! policy gate, guard rails with RBAC behind them, and hostile or broken repositories.
 
 use berth_e2e::{TestRepo, TestTenant, free_addr, http_get, in_namespace, peak_rss_kib};
-use berth_engine::api::{SyncResult, TenantSync, TenantSyncStatus};
+use berth_engine::api::{SyncResult, TENANT_LABEL, TenantSync, TenantSyncStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
@@ -79,13 +79,16 @@ fn alias_bomb() -> String {
 }
 
 async fn policy_report(client: &Client, ns: &str, revision: &str) -> serde_json::Value {
-    let resource = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
+    let reports = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        ns,
+        &berth_engine::report::resource(),
     );
-    let reports = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &resource);
     let list = reports
-        .list(&kube::api::ListParams::default().labels(&format!("berth.dev/revision={revision}")))
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "{}={revision}",
+            berth_engine::report::REVISION_LABEL
+        )))
         .await
         .expect("listing PolicyReports");
     assert_eq!(list.items.len(), 1, "one report for revision {revision}");
@@ -124,7 +127,7 @@ async fn commits_are_applied_pruned_and_drift_is_reverted() {
             .await?;
         let labels = web.metadata.labels.unwrap_or_default();
         assert_eq!(
-            labels.get("berth.dev/tenant").map(String::as_str),
+            labels.get(TENANT_LABEL).map(String::as_str),
             Some("team-apply")
         );
         let s = status(&admin, &tenant.home).await;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use berth_e2e::{E2E_LABEL, TestOperator, in_namespace, install_crds};
-use berth_engine::api::Tenant;
+use berth_engine::api::{TENANT_LABEL, Tenant};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -25,7 +25,7 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some("t-git".into()),
-                labels: Some([("berth.dev/tenant".to_owned(), name.clone())].into()),
+                labels: Some([(TENANT_LABEL.to_owned(), name.clone())].into()),
                 ..ObjectMeta::default()
             },
             data: Some(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use berth_e2e::{TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
-use berth_engine::api::agent_namespace;
+use berth_engine::api::{TENANT_LABEL, agent_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -54,7 +54,7 @@ async fn allowed(admin: &Client, user: &str, namespace: &str, access: Access<'_>
 fn report(namespace: &str, tenant: &str) -> DynamicObject {
     serde_json::from_value(json!({
         "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-        "metadata": {"name": "forged", "namespace": namespace, "labels": {"berth.dev/tenant": tenant}},
+        "metadata": {"name": "forged", "namespace": namespace, "labels": {TENANT_LABEL: tenant}},
         "summary": {"pass": 1}, "results": [],
     }))
     .expect("report")
@@ -71,7 +71,7 @@ async fn members_and_tenant_pods_cannot_become_the_agent_or_write_its_evidence()
         repo.commit("app");
         // Credentials, so the agent's namespace holds a credentials copy as well.
         let secret = Secret {
-            metadata: ObjectMeta { name: Some("t-git".into()), labels: Some([("berth.dev/tenant".to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta { name: Some("t-git".into()), labels: Some([(TENANT_LABEL.to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
             data: Some([("identity", "key"), ("known_hosts", "hosts")].into_iter()
                 .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
             ..Secret::default()

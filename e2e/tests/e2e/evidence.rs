@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_e2e::{TestOperator, TestRepo, binary, in_namespace, install_crds, tenant_document};
-use berth_engine::api::{Tenant, TenantSync, agent_namespace};
+use berth_engine::api::{TENANT_LABEL, Tenant, TenantSync, agent_namespace};
 use berth_engine::report::{PolicyReport, REVISION_LABEL, report_name, verify};
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -82,7 +82,7 @@ async fn a_planted_report_is_listed_as_unverified_and_never_counted() {
         copy["metadata"] = json!({"name": "copied", "namespace": a,
             "labels": real.metadata.labels, "annotations": real.metadata.annotations});
         let forged = json!({"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-            "metadata": {"name": "forged", "namespace": a, "labels": {"berth.dev/tenant": b, REVISION_LABEL: "cafe"}},
+            "metadata": {"name": "forged", "namespace": a, "labels": {TENANT_LABEL: b, REVISION_LABEL: "cafe"}},
             "summary": {"pass": 1, "fail": 0}, "results": []});
         for planted in [copy, forged] {
             let planted: DynamicObject = serde_json::from_value(planted)?;
@@ -141,7 +141,7 @@ async fn the_agent_never_takes_a_report_it_did_not_sign_for_its_own() {
         let name = report_name(&tenant, &commit, &bundle);
         let squatter: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
-            "metadata": {"name": name, "namespace": home, "labels": {"berth.dev/tenant": tenant, REVISION_LABEL: commit}},
+            "metadata": {"name": name, "namespace": home, "labels": {TENANT_LABEL: tenant, REVISION_LABEL: commit}},
             "summary": {"pass": 2, "fail": 0}, "results": []}))?;
         reports(&admin, &home).create(&PostParams::default(), &squatter).await?;
         syncs.patch("berth", &PatchParams::default(), &Patch::Merge(json!({"spec": {"syncRequestedAt": "2026-11-29T00:00:00Z"}}))).await?;

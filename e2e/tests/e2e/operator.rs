@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_e2e::{
     E2E_LABEL, TestOperator, TestRepo, agent_processes, in_namespace, install_crds, tenant_document,
 };
-use berth_engine::api::{Tenant, agent_namespace};
+use berth_engine::api::{TENANT_LABEL, Tenant, agent_namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -46,7 +46,7 @@ async fn tenants_are_provisioned_and_offboarded() {
         assert_eq!(condition.reason, "Provisioned");
         eventually("the kept tenant", Duration::from_secs(60), || provisioned(kept.clone())).await?;
         let namespace = Api::<Namespace>::all(admin.clone()).get(&name).await?;
-        assert_eq!(namespace.metadata.labels.unwrap_or_default().get("berth.dev/tenant"), Some(&name));
+        assert_eq!(namespace.metadata.labels.unwrap_or_default().get(TENANT_LABEL), Some(&name));
         assert!(Api::<ServiceAccount>::namespaced(admin.clone(), &agent_namespace(&name)).get_opt("berth-agent").await?.is_some());
         assert!(Api::<ResourceQuota>::namespaced(admin.clone(), &name).get_opt("berth-quota").await?.is_some());
         let finalizers = tenants.get(&name).await?.metadata.finalizers.unwrap_or_default();
@@ -69,7 +69,7 @@ async fn tenants_are_provisioned_and_offboarded() {
         let own = ConfigMap {
             metadata: kube::api::ObjectMeta {
                 name: Some("deployed-by-the-tenant".into()),
-                labels: Some([("berth.dev/tenant".to_owned(), name.clone())].into()),
+                labels: Some([(TENANT_LABEL.to_owned(), name.clone())].into()),
                 ..Default::default()
             },
             ..ConfigMap::default()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use berth_e2e::{E2E_LABEL, TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
-use berth_engine::api::{Condition, Tenant, agent_namespace};
+use berth_engine::api::{Condition, TENANT_LABEL, Tenant, agent_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::Role;
@@ -49,7 +49,7 @@ async fn only_declared_tenants_and_labelled_credentials_are_honoured() {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some("shared-git".into()),
-                labels: Some([("berth.dev/tenant".to_owned(), other.clone())].into()),
+                labels: Some([(TENANT_LABEL.to_owned(), other.clone())].into()),
                 ..ObjectMeta::default()
             },
             data: Some([("username", "u"), ("password", "p")].into_iter()
@@ -86,7 +86,7 @@ async fn only_declared_tenants_and_labelled_credentials_are_honoured() {
 
         // The platform labels the Secret for the declared tenant: it is handed over.
         Api::<Secret>::namespaced(admin.clone(), &platform.name)
-            .patch("shared-git", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"berth.dev/tenant": declared}}})))
+            .patch("shared-git", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {TENANT_LABEL: declared}}})))
             .await?;
         eventually("the declared tenant provisioned", Duration::from_secs(60), || async {
             provisioned(&tenants, &declared).await.filter(|c| c.status == "True")

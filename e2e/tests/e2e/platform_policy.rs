@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_e2e::{TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
 use berth_engine::api::{SyncResult, TenantSync, agent_namespace};
+use berth_engine::policy::config_map::DATA_KEY;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 
@@ -107,7 +108,7 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
         // The tenant's copy lives where only the platform writes; a platform change reaches it.
         let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &platform.name);
         let copy = config_maps.get(&format!("berth-policy-{strict}")).await?;
-        assert!(copy.data.unwrap_or_default()["data.json"].contains("required_labels"));
+        assert!(copy.data.unwrap_or_default()[DATA_KEY].contains("required_labels"));
         platform_repo.write("policies/data.json", r#"{"params": {}}"#);
         platform_repo.commit("drop the label requirement");
         eventually(
@@ -143,7 +144,7 @@ async fn the_platform_policy_is_distributed_per_tenant_and_an_invalid_bundle_is_
             "the active policy changed"
         );
         let copy = config_maps.get(&format!("berth-policy-{strict}")).await?;
-        assert!(!copy.data.unwrap_or_default()["data.json"].contains("other"));
+        assert!(!copy.data.unwrap_or_default()[DATA_KEY].contains("other"));
         Ok(())
     })
     .await;

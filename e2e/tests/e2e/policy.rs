@@ -7,6 +7,7 @@ use std::process::Command;
 
 use berth_e2e::{TestNamespace, TestRepo, TestTenant, binary, in_namespace, token_kubeconfig};
 use berth_engine::api::{SyncResult, TenantSync};
+use berth_engine::policy::config_map::{BUNDLE_KEY, DATA_KEY};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -115,11 +116,7 @@ fn policy_data() -> &'static str {
 }
 
 async fn reports(client: &Client, ns: &str) -> Vec<serde_json::Value> {
-    let resource = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
-        "policyreports",
-    );
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &berth_engine::report::resource())
         .list(&ListParams::default())
         .await
         .expect("PolicyReports")
@@ -200,8 +197,8 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         let policies = Api::<ConfigMap>::namespaced(admin.clone(), &platform.name);
         let policy = ConfigMap {
             metadata: ObjectMeta { name: Some("policy-team-pp".into()), ..ObjectMeta::default() },
-            binary_data: Some([("bundle.tar.gz".to_owned(), ByteString(bundle))].into()),
-            data: Some([("data.json".to_owned(), r#"{"params": {"profile": "restricted", "required_labels": ["team"]}}"#.to_owned())].into()),
+            binary_data: Some([(BUNDLE_KEY.to_owned(), ByteString(bundle))].into()),
+            data: Some([(DATA_KEY.to_owned(), r#"{"params": {"profile": "restricted", "required_labels": ["team"]}}"#.to_owned())].into()),
             ..ConfigMap::default()
         };
         policies.create(&PostParams::default(), &policy).await?;
@@ -234,13 +231,13 @@ async fn the_platforms_policy_configmap_is_used_and_a_broken_update_keeps_the_pr
         let (_, token) = token_kubeconfig(cp, &admin, &tenant.home, "berth-agent").await;
         let as_agent = Api::<ConfigMap>::namespaced(cp.token_client(&token).await?, &platform.name);
         let tamper = as_agent
-            .patch("policy-team-pp", &PatchParams::default(), &Patch::Merge(json!({"data": {"data.json": "{}"}})))
+            .patch("policy-team-pp", &PatchParams::default(), &Patch::Merge(json!({"data": {DATA_KEY: "{}"}})))
             .await;
         assert!(matches!(tamper, Err(kube::Error::Api(ref s)) if s.code == 403), "{tamper:?}");
 
         // A corrupt update is refused; the previous bundle keeps deciding.
         policies
-            .patch("policy-team-pp", &PatchParams::default(), &Patch::Merge(json!({"binaryData": {"bundle.tar.gz": "bm90IGEgYnVuZGxl"}})))
+            .patch("policy-team-pp", &PatchParams::default(), &Patch::Merge(json!({"binaryData": {BUNDLE_KEY: "bm90IGEgYnVuZGxl"}})))
             .await?;
         repo.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, labels: {team: a}}\n");
         repo.commit("labelled");

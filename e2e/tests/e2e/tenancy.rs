@@ -10,7 +10,7 @@ use berth_e2e::{
     HttpsGitServer, TestOperator, TestRepo, in_namespace, install_crds, request_token,
     tenant_document,
 };
-use berth_engine::api::{SyncResult, Tenant, TenantSync, agent_namespace};
+use berth_engine::api::{SyncResult, TENANT_LABEL, Tenant, TenantSync, agent_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
@@ -61,7 +61,7 @@ async fn tenants_stay_apart_and_within_their_quota() {
                 .collect();
             let secret = Secret {
                 // Labelled for its tenant by the platform: only then may the Tenant name it.
-                metadata: ObjectMeta { name: Some(name.into()), labels: Some([("berth.dev/tenant".to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
+                metadata: ObjectMeta { name: Some(name.into()), labels: Some([(TENANT_LABEL.to_owned(), tenant.clone())].into()), ..ObjectMeta::default() },
                 data: Some(data),
                 ..Secret::default()
             };

@@ -448,6 +448,12 @@ fn applied_by_agent(meta: &kube::api::ObjectMeta) -> bool {
     })
 }
 
+/// Scopes for the guard rails from [`Applier::scopes`]; kinds the API server does not serve
+/// are unknown (and refused).
+pub fn scope_lookup(scopes: HashMap<GroupVersionKind, Scope>) -> impl Fn(&ObjectRef) -> Scope {
+    move |object| scopes.get(&gvk(object)).copied().unwrap_or(Scope::Unknown)
+}
+
 fn gvk(object: &ObjectRef) -> GroupVersionKind {
     let (group, version) = object
         .api_version

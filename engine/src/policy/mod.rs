@@ -1,6 +1,8 @@
 //! Policy step: every object of a revision is evaluated by a compiled OPA WebAssembly bundle
 //! (`opa build -t wasm`) through `opa-wasm`. A missing or corrupt bundle is an error, so the
-//! gate fails closed.
+//! gate fails closed. How a policy reaches the agents is `config_map`.
+
+pub mod config_map;
 
 use std::fmt;
 use std::path::Path;
@@ -265,9 +267,7 @@ pub fn input(manifest: &Manifest, tenant: &TenantContext, revision: &str) -> Val
     if manifest.reference.kind == "Secret" && manifest.reference.group().is_empty() {
         for field in ["data", "stringData"] {
             if let Some(Value::Object(values)) = object.get_mut(field) {
-                values
-                    .values_mut()
-                    .for_each(|v| *v = Value::from(REDACTED));
+                values.values_mut().for_each(|v| *v = Value::from(REDACTED));
             }
         }
     }

@@ -103,7 +103,10 @@ pub fn decrypt(
     for manifest in manifests.iter_mut() {
         mark(manifest)?;
     }
-    let encrypted: Vec<&mut Manifest> = manifests.iter_mut().filter(|m| m.encrypted == Some(true)).collect();
+    let encrypted: Vec<&mut Manifest> = manifests
+        .iter_mut()
+        .filter(|m| m.encrypted == Some(true))
+        .collect();
     let (Some(sops), Some(first)) = (sops, encrypted.first()) else {
         return Ok(());
     };
@@ -294,9 +297,16 @@ impl Sops {
         // Only the encrypted file is written; its plaintext comes back through a pipe.
         let name = "encrypted.yaml";
         write_scratch(scratch.path(), [(name, file.content.as_slice())])?;
-        let args = ["decrypt", "--input-type", "yaml", "--output-type", "yaml", name]
-            .map(Into::into)
-            .to_vec();
+        let args = [
+            "decrypt",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            name,
+        ]
+        .map(Into::into)
+        .to_vec();
         let job = Job {
             tool: Tool::Sops,
             launcher: &self.launcher,
@@ -320,7 +330,10 @@ impl Sops {
             serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
                 .map_err(|_| refused("sops decrypted it to malformed YAML".into()))
         };
-        let (encrypted, plain) = (parse(&String::from_utf8_lossy(&file.content))?, parse(&text)?);
+        let (encrypted, plain) = (
+            parse(&String::from_utf8_lossy(&file.content))?,
+            parse(&text)?,
+        );
         let mut pairs = BTreeMap::new();
         for (encrypted, plain) in encrypted.iter().zip(&plain) {
             pair_values(encrypted, plain, &mut pairs);
@@ -352,7 +365,10 @@ mod tests {
     use crate::manifest::{ObjectRef, Origin};
 
     fn secret(object: Value) -> Manifest {
-        let name = object["metadata"]["name"].as_str().unwrap_or("s").to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("s")
+            .to_owned();
         Manifest {
             origin: Origin {
                 file: "app/secret.yaml".into(),
@@ -373,8 +389,8 @@ mod tests {
 
     #[test]
     fn age_keys_are_parsed_without_quoting_the_text() {
-        let key = AgeKey::parse("# created: now\n# public key: age1xyz\nAGE-SECRET-KEY-1ABC\n")
-            .unwrap();
+        let key =
+            AgeKey::parse("# created: now\n# public key: age1xyz\nAGE-SECRET-KEY-1ABC\n").unwrap();
         assert_eq!(format!("{key:?}"), "AgeKey([redacted])");
         assert_eq!(
             AgeKey::parse("AGE-SECRET-KEY-1A\nhunter2\n").unwrap_err(),
@@ -386,10 +402,14 @@ mod tests {
     #[test]
     fn encrypted_secrets_are_marked_and_lose_their_sops_metadata() {
         let mut manifests = vec![
-            secret(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
-                "data": {"password": CIPHER}, "sops": {"mac": "m"}})),
-            secret(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "plain"},
-                "data": {"password": "aHVudGVyMg=="}})),
+            secret(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                "data": {"password": CIPHER}, "sops": {"mac": "m"}}),
+            ),
+            secret(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "plain"},
+                "data": {"password": "aHVudGVyMg=="}}),
+            ),
         ];
         decrypt(&[], &mut manifests, None, &RenderLimits::default()).unwrap();
         assert_eq!(manifests[0].encrypted, Some(true));
@@ -424,9 +444,14 @@ mod tests {
         let mut manifests = vec![secret(
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"p": CIPHER}, "sops": {}}),
         )];
-        let error = decrypt(&[], &mut manifests, Some(&Sops::default()), &RenderLimits::default())
-            .unwrap_err()
-            .to_string();
+        let error = decrypt(
+            &[],
+            &mut manifests,
+            Some(&Sops::default()),
+            &RenderLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             error.starts_with("app/secret.yaml (document 1): Secret db is encrypted with SOPS, and this tenant has no decryption key"),
             "{error}"
@@ -435,8 +460,10 @@ mod tests {
 
     #[test]
     fn values_are_paired_with_their_plaintext_and_replaced() {
-        let encrypted = json!({"kind": "Secret", "data": {"a": CIPHER, "b": "plain"}, "list": [CIPHER]});
-        let plain = json!({"kind": "Secret", "data": {"a": "aHVudGVyMg==", "b": "plain"}, "list": ["x"]});
+        let encrypted =
+            json!({"kind": "Secret", "data": {"a": CIPHER, "b": "plain"}, "list": [CIPHER]});
+        let plain =
+            json!({"kind": "Secret", "data": {"a": "aHVudGVyMg==", "b": "plain"}, "list": ["x"]});
         let mut pairs = BTreeMap::new();
         pair_values(&encrypted, &plain, &mut pairs);
         assert_eq!(pairs.len(), 1);
@@ -447,7 +474,9 @@ mod tests {
 
         let mut unknown = secret(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "db"}, "stringData": {"k": "ENC[AES256_GCM,data:other]"}}));
-        let error = replace_values(&mut unknown, &pairs).unwrap_err().to_string();
+        let error = replace_values(&mut unknown, &pairs)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("Secret db: stringData.k is encrypted, but no SOPS-encrypted file"),
             "{error}"
@@ -456,7 +485,8 @@ mod tests {
 
     #[test]
     fn sops_errors_keep_their_first_line() {
-        let stderr = "Failed to get the data key required to decrypt the SOPS file.\n\nGroup 0: FAILED\n";
+        let stderr =
+            "Failed to get the data key required to decrypt the SOPS file.\n\nGroup 0: FAILED\n";
         assert_eq!(
             sops_error(stderr),
             "SOPS decryption failed: Failed to get the data key required to decrypt the SOPS file. (is the file encrypted for this tenant's age key?)"

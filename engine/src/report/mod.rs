@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 pub use signature::{ReportSigner, SignatureError, key_id, verify};
 
 use crate::api::{MANAGED_BY, TENANT_LABEL};
+use crate::check::Checked;
 use crate::guard::TenantContext;
 use crate::manifest::{ObjectRef, Origin};
-use crate::pipeline::Checked;
 use crate::policy::Severity;
 
 /// Results listed in one report; the summary counts all of them.

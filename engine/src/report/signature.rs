@@ -154,6 +154,7 @@ pub fn verify(report: &PolicyReport, keys: &[ReportKey]) -> Result<String, Signa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::TENANT_LABEL;
     use crate::report::{Timestamp, empty_report};
 
     fn report() -> PolicyReport {
@@ -213,7 +214,7 @@ mod tests {
             |r| {
                 r.metadata
                     .labels
-                    .insert("berth.dev/tenant".into(), "team-b".into());
+                    .insert(TENANT_LABEL.into(), "team-b".into());
             },
             |r| r.summary.fail = 0,
             |r| r.results[0].result = "pass".into(),

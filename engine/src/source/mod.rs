@@ -5,6 +5,7 @@
 //! without a worktree, within limits.
 
 mod fetch;
+mod flags;
 mod local;
 mod meter;
 mod reference;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+pub use flags::{GitFlags, PlatformGitFlags};
 pub use local::{LocalError, read_local_dir};
 pub use reference::{GitRef, RefError, highest_match};
 pub use tree::TreeLimits;

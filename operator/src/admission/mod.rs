@@ -25,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::runtime::WatchStreamExt;
@@ -40,6 +40,7 @@ use policies::Policies;
 use reports::Denial;
 use tls::{CurrentCert, Material, TLS_SECRET};
 
+use crate::apiserver::{self, ApiError};
 use crate::controllers::FIELD_MANAGER;
 use crate::metrics::OperatorMetrics;
 use crate::provision::{PROVISIONED_LABEL, policy_config_map_name};
@@ -56,13 +57,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum AdmissionError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("{action} {object}: {source}")]
-    Api {
-        action: &'static str,
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("serving admission on {addr}: {source}")]
     Serve {
         addr: SocketAddr,
@@ -299,11 +295,10 @@ async fn whoami(client: &Client) -> Result<String, AdmissionError> {
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
-        .map_err(|source| AdmissionError::Api {
-            action: "asking who the operator is with",
-            object: "a SelfSubjectReview".into(),
-            source,
-        })?;
+        .map_err(ApiError::of(
+            "asking who the operator is with",
+            "a SelfSubjectReview",
+        ))?;
     Ok(review
         .status
         .and_then(|s| s.user_info)
@@ -319,17 +314,11 @@ async fn certificates(
     held: Option<&Material>,
 ) -> Result<Material, AdmissionError> {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    let api_error = |action| {
-        move |source| AdmissionError::Api {
-            action,
-            object: format!("Secret {namespace}/{TLS_SECRET}"),
-            source,
-        }
-    };
+    let object = format!("Secret {namespace}/{TLS_SECRET}");
     let stored = secrets
         .get_opt(TLS_SECRET)
         .await
-        .map_err(api_error("reading"))?
+        .map_err(ApiError::of("reading", object.clone()))?
         .as_ref()
         .and_then(Material::from_secret);
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
@@ -338,14 +327,9 @@ async fn certificates(
         Some(m) => m.renew(names, now)?,
         None => Material::generate(names, now)?,
     };
-    secrets
-        .patch(
-            TLS_SECRET,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&current.to_secret(namespace)),
-        )
-        .await
-        .map_err(api_error("writing"))?;
+    let secret = current.to_secret(namespace);
+    let failed = ApiError::of("writing", object);
+    apiserver::apply(&secrets, FIELD_MANAGER, TLS_SECRET, &secret, failed).await?;
     tracing::info!(names = ?names, "admission webhook certificate issued");
     Ok(current)
 }
@@ -364,19 +348,10 @@ async fn apply_configuration(
         &material.ca_pem,
     );
     let name = configuration::name(operator_namespace);
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&config),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|source| AdmissionError::Api {
-            action: "applying",
-            object: format!("ValidatingWebhookConfiguration {name}"),
-            source,
-        })
+    let api = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    let failed = ApiError::of("applying", format!("ValidatingWebhookConfiguration {name}"));
+    apiserver::apply(&api, FIELD_MANAGER, &name, &config, failed).await?;
+    Ok(())
 }
 
 /// Renews the serving certificate in time and swaps it in.

@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use berth_engine::policy::config_map;
 use berth_engine::policy::{CompiledPolicy, PolicyBundle};
 use k8s_openapi::api::core::v1::ConfigMap;
 use tokio::sync::Mutex;
-
-use crate::platform::policy::{BUNDLE_KEY, DATA_KEY};
 
 /// Compiled modules by digest of the bundle, and each tenant's bundle by the resourceVersion
 /// of its ConfigMap.
@@ -37,18 +36,8 @@ impl Policies {
         {
             return Ok(bundle.clone());
         }
-        let name = config_map.metadata.name.clone().unwrap_or_default();
-        let bytes = config_map
-            .binary_data
-            .as_ref()
-            .and_then(|d| d.get(BUNDLE_KEY))
-            .ok_or_else(|| format!("policy ConfigMap {name} has no binaryData {BUNDLE_KEY}"))?;
-        let data = match config_map.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
-            Some(text) => serde_json::from_str(text)
-                .map_err(|e| format!("policy ConfigMap {name}: {DATA_KEY}: {e}"))?,
-            None => serde_json::json!({}),
-        };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes.0)
+        let policy = config_map::parse(config_map).map_err(|e| e.to_string())?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, policy.bundle)
             .as_ref()
             .to_vec();
         let compiled = {
@@ -58,7 +47,7 @@ impl Policies {
                 Some(c) => c.clone(),
                 None => {
                     let c = Arc::new(
-                        CompiledPolicy::compile(&format!("ConfigMap {name}"), &bytes.0)
+                        CompiledPolicy::compile(&policy.source_name, policy.bundle)
                             .await
                             .map_err(|e| e.to_string())?,
                     );
@@ -67,7 +56,7 @@ impl Policies {
                 }
             }
         };
-        let bundle = Arc::new(PolicyBundle::new(compiled, data));
+        let bundle = Arc::new(PolicyBundle::new(compiled, policy.data));
         self.tenants
             .lock()
             .await

@@ -9,10 +9,11 @@ mod verify;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use berth_engine::api::Tenant;
+use berth_engine::api::{TENANT_LABEL, Tenant};
 use berth_engine::report::{BUNDLE_ANNOTATION, PolicyReport, REVISION_LABEL, SOURCE_ADMISSION};
+use kube::ResourceExt;
+use kube::api::DynamicObject;
 use serde::Serialize;
-use serde_json::Value;
 
 pub use html::html;
 
@@ -75,10 +76,14 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
-    /// Builds the report from PolicyReport objects as listed (JSON): Berth's, those labelled
-    /// with a tenant, checked against the Tenants. One that does not even parse is unverified
-    /// too, so a malformed report cannot keep the others from being reported.
-    pub fn from_policy_reports(listed: &[Value], tenants: &[Tenant], generated_at: &str) -> Self {
+    /// Builds the report from PolicyReport objects as listed: Berth's, those labelled with a
+    /// tenant, checked against the Tenants. One that does not even parse is unverified too, so
+    /// a malformed report cannot keep the others from being reported.
+    pub fn from_policy_reports(
+        listed: &[DynamicObject],
+        tenants: &[Tenant],
+        generated_at: &str,
+    ) -> Self {
         let by_name: BTreeMap<String, Tenant> = tenants
             .iter()
             .map(|t| (t.metadata.name.clone().unwrap_or_default(), t.clone()))
@@ -87,27 +92,18 @@ impl AuditReport {
             generated_at: generated_at.to_owned(),
             ..Self::default()
         };
-        for value in listed {
-            let text = |pointer: &str| {
-                value
-                    .pointer(pointer)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let Some(claimed) = value
-                .pointer("/metadata/labels/berth.dev~1tenant")
-                .and_then(Value::as_str)
-            else {
+        for object in listed {
+            let Some(claimed) = object.labels().get(TENANT_LABEL) else {
                 continue;
             };
-            let report = match serde_json::from_value::<PolicyReport>(value.clone()) {
+            let parsed = serde_json::to_value(object).and_then(serde_json::from_value);
+            let report: PolicyReport = match parsed {
                 Ok(report) => report,
                 Err(e) => {
                     audit.unverified.push(Unverified {
-                        namespace: text("/metadata/namespace"),
-                        name: text("/metadata/name"),
-                        claimed_tenant: claimed.to_owned(),
+                        namespace: object.namespace().unwrap_or_default(),
+                        name: object.name_any(),
+                        claimed_tenant: claimed.clone(),
                         reason: format!("not a PolicyReport as Berth writes them: {e}"),
                     });
                     continue;
@@ -319,7 +315,7 @@ mod tests {
         .unwrap();
         let mut planted = report("team-b", "r3", 30, false, &signer);
         planted.metadata.namespace = "team-a".into();
-        let reports: Vec<Value> = [
+        let reports: Vec<DynamicObject> = [
             report("team-b", "r2", 20, false, &signer),
             report("team-a", "r1", 10, true, &signer),
             not_berth,
@@ -327,7 +323,10 @@ mod tests {
         ]
         .iter()
         .map(|r| serde_json::to_value(r).unwrap())
-        .chain([json!({"metadata": {"name": "broken", "namespace": "team-a", "labels": {"berth.dev/tenant": "team-a"}}, "results": "nope"})])
+        .chain([json!({"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+            "metadata": {"name": "broken", "namespace": "team-a", "labels": {TENANT_LABEL: "team-a"}},
+            "results": "nope"})])
+        .map(|r| serde_json::from_value(r).unwrap())
         .collect();
         let tenants = [tenant("team-a", &signer), tenant("team-b", &signer)];
         let audit = AuditReport::from_policy_reports(&reports, &tenants, "2026-11-27T00:00:00Z");

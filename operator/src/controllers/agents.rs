@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_engine::api::Tenant;
+use berth_engine::cluster::single_user_kubeconfig;
+use berth_engine::source::GitFlags;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -257,7 +259,7 @@ impl ProcessAgents {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (key, value) in &data {
             if key == USERNAME_KEY {
-                flags.push("--username".into());
+                flags.push(GitFlags::USERNAME.into());
                 flags.push(String::from_utf8_lossy(&value.0).trim().to_owned());
             } else {
                 write_private(&dir, key, &value.0)?;
@@ -326,28 +328,21 @@ impl ProcessAgents {
         let dir = self.dir(&name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         write_private(&dir, "token", token.as_bytes())?;
-        let ca = self
-            .ca_pem
-            .as_ref()
-            .map(|pem| {
+        let cluster = kube::config::Cluster {
+            server: Some(self.server.clone()),
+            certificate_authority_data: self.ca_pem.as_ref().map(|pem| {
                 use base64::Engine;
-                format!(
-                    "    certificate-authority-data: {}\n",
-                    base64::engine::general_purpose::STANDARD.encode(pem)
-                )
-            })
-            .unwrap_or_default();
-        let token_path = dir.join("token");
-        write_private(
-            &dir,
-            "kubeconfig",
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n    server: {}\n{ca}users:\n- name: agent\n  user:\n    tokenFile: {}\ncontexts:\n- name: agent\n  context: {{cluster: cluster, user: agent}}\ncurrent-context: agent\n",
-                self.server,
-                token_path.display()
-            )
-            .as_bytes(),
-        )
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            }),
+            ..kube::config::Cluster::default()
+        };
+        let user = kube::config::AuthInfo {
+            token_file: Some(dir.join("token").to_string_lossy().into_owned()),
+            ..kube::config::AuthInfo::default()
+        };
+        let kubeconfig = serde_saphyr::to_string(&single_user_kubeconfig(cluster, user))
+            .map_err(|e| format!("kubeconfig of tenant {name}: {e}"))?;
+        write_private(&dir, "kubeconfig", kubeconfig.as_bytes())
     }
 }
 
@@ -355,19 +350,16 @@ impl ProcessAgents {
 /// file at once (written aside and renamed, so an agent never reads half a token).
 fn write_private(dir: &Path, file: &str, content: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(file);
-    let temp = dir.join(format!(".{file}"));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| format!("{}: {e}", temp.display()))?;
-    out.write_all(content)
-        .map_err(|e| format!("{}: {e}", temp.display()))?;
-    std::fs::rename(&temp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let mut temp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| failed(&e))?;
+    temp.write_all(content).map_err(|e| failed(&e))?;
+    temp.persist(&path).map_err(|e| failed(&e.error))?;
+    Ok(())
 }
 
 /// Provisioned, in the layout where the agent has its own namespace (an agent started before

@@ -2,10 +2,12 @@
 //! manager (`berth`): the operator's own objects are released from it, so what the operator
 //! no longer declares is removed and the agent's manager owns nothing of the operator's.
 
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+
+use crate::apiserver::{self, ApiError};
 
 /// The field manager earlier operators applied with.
 const LEGACY_MANAGER: &str = berth_engine::apply::FIELD_MANAGER;
@@ -21,7 +23,7 @@ pub fn holds_legacy_fields<K: Resource>(object: &K) -> bool {
 
 /// Applies an empty configuration as the legacy manager: it then owns nothing, so fields only
 /// it owned are removed and those the operator (re)declared stay, owned by the operator.
-pub async fn release<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+pub async fn release<K>(api: &Api<K>, object: &K) -> Result<(), ApiError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -39,12 +41,11 @@ where
         Some(ns) => Api::namespaced_with(api.clone().into_client(), &ns, &resource),
         None => Api::all_with(api.clone().into_client(), &resource),
     };
-    dynamic
-        .patch(
-            &object.name_any(),
-            &PatchParams::apply(LEGACY_MANAGER).force(),
-            &Patch::Apply(&empty),
-        )
-        .await
-        .map(|_| ())
+    let name = object.name_any();
+    let failed = ApiError::of(
+        "releasing the earlier field manager of",
+        format!("{} {name}", K::kind(&())),
+    );
+    apiserver::apply(&dynamic, LEGACY_MANAGER, &name, &empty, failed).await?;
+    Ok(())
 }

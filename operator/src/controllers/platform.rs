@@ -12,19 +12,20 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::{FIELD_MANAGER, legacy};
-use berth_engine::api::Tenant;
+use berth_engine::api::{MANAGED_BY, Tenant};
 use berth_engine::policy::PolicyBundle;
+use berth_engine::policy::config_map::{BUNDLE_KEY, PolicyConfig};
 use berth_engine::source::{GitSource, SourceError};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::apiserver::{self, ApiError};
 use crate::metrics::OperatorMetrics;
-use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, PlatformPolicy, read_policy, tenant_data_key};
+use crate::platform::policy::{PlatformPolicyError, read_policy};
 use crate::platform::{PlatformError, TenantProblem, read_tenants, validate};
 
 /// Tenants applied at once.
@@ -36,7 +37,6 @@ const REAPPLY: Duration = Duration::from_secs(300);
 pub const STATE: &str = "berth-platform";
 /// The ConfigMap holding the platform's policy: bundle, data, and per-tenant data.
 pub const PLATFORM_POLICY: &str = "berth-policy";
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth");
 
 /// Why a platform revision was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum PlatformSyncError {
     #[error("revision refused, nothing applied: {}", joined(.0))]
     Invalid(Vec<TenantProblem>),
     #[error("revision refused, nothing applied: {0}")]
-    Policy(#[source] crate::platform::policy::PolicyError),
+    Policy(#[source] PlatformPolicyError),
     #[error("revision refused, nothing applied: {0}")]
     Bundle(#[source] berth_engine::policy::PolicyError),
     #[error("encoding Tenant {name}: {source}")]
@@ -59,13 +59,8 @@ pub enum PlatformSyncError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{action} {name}: {source}")]
-    Api {
-        action: &'static str,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 fn joined(problems: &[TenantProblem]) -> String {
@@ -166,21 +161,18 @@ impl PlatformSync {
                     .is_some_and(|v| v == MANAGED_BY.1),
                 Ok(None) => false,
                 Err(source) => {
-                    return Err(PlatformSyncError::Api {
+                    return Err(ApiError {
                         action: "reading",
-                        name: format!("Tenant {name}"),
+                        object: format!("Tenant {name}"),
                         source,
-                    });
+                    }
+                    .into());
                 }
             };
             if ours {
                 api.delete(name, &DeleteParams::default())
                     .await
-                    .map_err(|source| PlatformSyncError::Api {
-                        action: "deleting",
-                        name: format!("Tenant {name}"),
-                        source,
-                    })?;
+                    .map_err(ApiError::of("deleting", format!("Tenant {name}")))?;
                 tracing::info!(tenant = %name, "removed from the platform repository: offboarding");
             }
         }
@@ -206,32 +198,16 @@ impl PlatformSync {
         labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         object["metadata"] =
             json!({"name": name, "labels": labels, "annotations": tenant.annotations()});
-        let api_error = |action| {
-            let name = format!("Tenant {name}");
-            move |source| PlatformSyncError::Api {
-                action,
-                name,
-                source,
-            }
-        };
-        let applied = api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(api_error("applying"))?;
+        let failed = ApiError::of("applying", format!("Tenant {name}"));
+        let applied = apiserver::apply(api, FIELD_MANAGER, &name, &object, failed).await?;
         if legacy::holds_legacy_fields(&applied) {
-            legacy::release(api, &applied)
-                .await
-                .map_err(api_error("releasing the earlier field manager of"))?;
+            legacy::release(api, &applied).await?;
         }
         Ok(name)
     }
 
     /// Refuses a bundle that does not load as the agents would load it.
-    async fn check_bundle(&self, policy: &PlatformPolicy) -> Result<(), PlatformSyncError> {
+    async fn check_bundle(&self, policy: &PolicyConfig) -> Result<(), PlatformSyncError> {
         let Some(bundle) = &policy.bundle else {
             return Ok(());
         };
@@ -249,45 +225,26 @@ impl PlatformSync {
 
     async fn publish_policy(
         &self,
-        policy: &PlatformPolicy,
+        policy: &PolicyConfig,
         commit: &str,
     ) -> Result<(), PlatformSyncError> {
-        let mut data = BTreeMap::from([(DATA_KEY.to_owned(), policy.data.clone())]);
-        for (tenant, text) in &policy.tenant_data {
-            data.insert(tenant_data_key(tenant), text.clone());
-        }
-        let binary_data = policy
-            .bundle
-            .as_ref()
-            .map(|b| BTreeMap::from([(BUNDLE_KEY.to_owned(), ByteString(b.clone()))]));
-        let config_map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(PLATFORM_POLICY.into()),
-                namespace: Some(self.operator_namespace.clone()),
-                labels: Some(BTreeMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into())])),
-                annotations: Some(BTreeMap::from([(
-                    "berth.dev/platform-revision".into(),
-                    commit.to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            data: Some(data),
-            binary_data,
-            ..ConfigMap::default()
-        };
-        Api::<ConfigMap>::namespaced(self.client.clone(), &self.operator_namespace)
-            .patch(
-                PLATFORM_POLICY,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&config_map),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| PlatformSyncError::Api {
-                action: "publishing the policy in",
-                name: format!("ConfigMap {PLATFORM_POLICY}"),
-                source,
-            })
+        let config_map = policy.to_config_map(ObjectMeta {
+            name: Some(PLATFORM_POLICY.into()),
+            namespace: Some(self.operator_namespace.clone()),
+            labels: Some(BTreeMap::from([(MANAGED_BY.0.into(), MANAGED_BY.1.into())])),
+            annotations: Some(BTreeMap::from([(
+                "berth.dev/platform-revision".into(),
+                commit.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        });
+        let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.operator_namespace);
+        let failed = ApiError::of(
+            "publishing the policy in",
+            format!("ConfigMap {PLATFORM_POLICY}"),
+        );
+        apiserver::apply(&api, FIELD_MANAGER, PLATFORM_POLICY, &config_map, failed).await?;
+        Ok(())
     }
 
     /// Tenants the last applied revision declared.
@@ -326,17 +283,8 @@ impl PlatformSync {
             let state = json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": STATE, "namespace": self.operator_namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
                 "data": data});
-            api.patch(
-                STATE,
-                &PatchParams::apply(manager).force(),
-                &Patch::Apply(&state),
-            )
-            .await
-            .map_err(|source| PlatformSyncError::Api {
-                action: "recording the sync in",
-                name: format!("ConfigMap {STATE}"),
-                source,
-            })?;
+            let failed = ApiError::of("recording the sync in", format!("ConfigMap {STATE}"));
+            apiserver::apply(&api, manager, STATE, &state, failed).await?;
         }
         Ok(())
     }

@@ -5,42 +5,23 @@
 
 use std::collections::BTreeMap;
 
+use berth_engine::policy::config_map::{BUNDLE_KEY, DATA_KEY, PolicyConfig};
 use berth_engine::render::SourceFile;
-
-/// Keys of the platform policy ConfigMap (the per-tenant ones share the agent's keys).
-pub const BUNDLE_KEY: &str = "bundle.tar.gz";
-pub const DATA_KEY: &str = "data.json";
-
-/// Key of a tenant's own data in the platform policy ConfigMap.
-pub fn tenant_data_key(tenant: &str) -> String {
-    format!("tenant.{tenant}.json")
-}
 
 /// Why the platform repository's policy cannot be distributed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PolicyError {
+pub enum PlatformPolicyError {
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
 
-/// The policy a platform revision declares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlatformPolicy {
-    /// `None`: the built-in bundle.
-    pub bundle: Option<Vec<u8>>,
-    /// JSON text of the data for every tenant.
-    pub data: String,
-    /// JSON text of the data for one tenant, replacing `data`.
-    pub tenant_data: BTreeMap<String, String>,
-}
-
 /// Reads the policy files under `dir`; JSON files must hold an object.
-pub fn read_policy(files: &[SourceFile], dir: &str) -> Result<PlatformPolicy, PolicyError> {
+pub fn read_policy(files: &[SourceFile], dir: &str) -> Result<PolicyConfig, PlatformPolicyError> {
     let dir = dir.trim_matches('/');
     let bundle_path = format!("{dir}/{BUNDLE_KEY}");
     let data_path = format!("{dir}/{DATA_KEY}");
     let tenants_prefix = format!("{dir}/tenants/");
-    let mut policy = PlatformPolicy {
+    let mut policy = PolicyConfig {
         bundle: None,
         data: "{}".into(),
         tenant_data: BTreeMap::new(),
@@ -63,8 +44,8 @@ pub fn read_policy(files: &[SourceFile], dir: &str) -> Result<PlatformPolicy, Po
     Ok(policy)
 }
 
-fn json_object(file: &SourceFile) -> Result<String, PolicyError> {
-    let invalid = |reason: String| PolicyError::Invalid {
+fn json_object(file: &SourceFile) -> Result<String, PlatformPolicyError> {
+    let invalid = |reason: String| PlatformPolicyError::Invalid {
         path: file.path.clone(),
         reason,
     };
@@ -92,7 +73,7 @@ mod tests {
         let policy = read_policy(&[file("tenants/a.yaml", "x")], "policies");
         assert_eq!(
             policy,
-            Ok(PlatformPolicy {
+            Ok(PolicyConfig {
                 bundle: None,
                 data: "{}".into(),
                 tenant_data: BTreeMap::new(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use berth_engine::api::{MANAGED_BY, TENANT_LABEL, Tenant};
-use berth_engine::source::GitRef;
+use berth_engine::source::{GitFlags, GitRef};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -43,12 +43,13 @@ const METRICS_PORT: i32 = 8080;
 
 /// Secret keys (Flux's names) holding files, and the agent flag that takes each file.
 const CREDENTIAL_FILES: [(&str, &str); 4] = [
-    ("password", "--password-file"),
-    ("identity", "--ssh-key"),
-    ("known_hosts", "--known-hosts"),
-    ("ca.crt", "--ca-file"),
+    ("password", GitFlags::PASSWORD_FILE),
+    ("identity", GitFlags::SSH_KEY),
+    ("known_hosts", GitFlags::KNOWN_HOSTS),
+    ("ca.crt", GitFlags::CA_FILE),
 ];
-/// Secret key holding the HTTPS user name (a value, passed as `BERTH_GIT_USERNAME`).
+/// Secret key holding the HTTPS user name (a value, passed as `BERTH_GIT_USERNAME`, or in
+/// process mode as `--username`).
 pub const USERNAME_KEY: &str = "username";
 
 /// How agents run as Deployments.
@@ -290,7 +291,7 @@ pub fn agent_deployment(
             .is_some_and(|d| d.contains_key(USERNAME_KEY))
         {
             env.push(EnvVar {
-                name: "BERTH_GIT_USERNAME".into(),
+                name: GitFlags::USERNAME_ENV.into(),
                 value_from: Some(EnvVarSource {
                     secret_key_ref: Some(SecretKeySelector {
                         name: AGENT_GIT_SECRET.into(),

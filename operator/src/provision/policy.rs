@@ -5,11 +5,9 @@
 use std::collections::BTreeMap;
 
 use berth_engine::api::{MANAGED_BY, TENANT_LABEL};
-use k8s_openapi::ByteString;
+use berth_engine::policy::config_map::PolicyConfig;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-use crate::platform::policy::{BUNDLE_KEY, DATA_KEY, tenant_data_key};
 
 /// Policy ConfigMap of a tenant, in the operator's namespace.
 pub fn policy_config_map_name(tenant: &str) -> String {
@@ -22,44 +20,26 @@ pub fn tenant_policy(
     operator_namespace: &str,
     platform: Option<&ConfigMap>,
 ) -> ConfigMap {
-    let bundle = platform
-        .and_then(|cm| cm.binary_data.as_ref())
-        .and_then(|d| d.get(BUNDLE_KEY))
-        .map_or_else(
-            || berth_engine::policy::DEFAULT_BUNDLE.to_vec(),
-            |b| b.0.clone(),
-        );
-    let data = platform.and_then(|cm| cm.data.as_ref());
-    let tenant_data = data
-        .and_then(|d| d.get(&tenant_data_key(tenant)).or_else(|| d.get(DATA_KEY)))
-        .cloned()
-        .unwrap_or_else(|| "{}".into());
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(policy_config_map_name(tenant)),
-            namespace: Some(operator_namespace.to_owned()),
-            labels: Some(BTreeMap::from([
-                (TENANT_LABEL.to_owned(), tenant.to_owned()),
-                (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-                (
-                    super::PROVISIONED_LABEL.0.to_owned(),
-                    super::PROVISIONED_LABEL.1.to_owned(),
-                ),
-            ])),
-            ..ObjectMeta::default()
-        },
-        binary_data: Some(BTreeMap::from([(
-            BUNDLE_KEY.to_owned(),
-            ByteString(bundle),
-        )])),
-        data: Some(BTreeMap::from([(DATA_KEY.to_owned(), tenant_data)])),
-        ..ConfigMap::default()
-    }
+    PolicyConfig::for_tenant(platform, tenant).to_config_map(ObjectMeta {
+        name: Some(policy_config_map_name(tenant)),
+        namespace: Some(operator_namespace.to_owned()),
+        labels: Some(BTreeMap::from([
+            (TENANT_LABEL.to_owned(), tenant.to_owned()),
+            (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+            (
+                super::PROVISIONED_LABEL.0.to_owned(),
+                super::PROVISIONED_LABEL.1.to_owned(),
+            ),
+        ])),
+        ..ObjectMeta::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_engine::policy::config_map::{BUNDLE_KEY, DATA_KEY};
+    use k8s_openapi::ByteString;
 
     fn platform(bundle: Option<&[u8]>, data: &[(&str, &str)]) -> ConfigMap {
         ConfigMap {

@@ -3,10 +3,10 @@
 
 use berth_engine::api::{Tenant, TenantSync, TenantSyncSpec};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 use super::{Tenants, WebhookError};
+use crate::apiserver::{self, ApiError};
 
 /// The field manager of the trigger: it owns `spec.syncRequestedAt` and nothing else.
 const FIELD_MANAGER: &str = "berth-webhook";
@@ -29,14 +29,11 @@ impl KubeTenants {
     }
 
     async fn tenant(&self, name: &str) -> Result<Option<Tenant>, WebhookError> {
-        Api::<Tenant>::all(self.client.clone())
+        let tenant = Api::<Tenant>::all(self.client.clone())
             .get_opt(name)
             .await
-            .map_err(|source| WebhookError::Api {
-                action: "reading",
-                object: format!("Tenant {name}"),
-                source,
-            })
+            .map_err(ApiError::of("reading", format!("Tenant {name}")))?;
+        Ok(tenant)
     }
 }
 
@@ -53,11 +50,10 @@ impl Tenants for KubeTenants {
         let secret = Api::<Secret>::namespaced(self.client.clone(), &self.namespace)
             .get_opt(&secret_name)
             .await
-            .map_err(|source| WebhookError::Api {
-                action: "reading",
-                object: format!("Secret {}/{secret_name}", self.namespace),
-                source,
-            })?;
+            .map_err(ApiError::of(
+                "reading",
+                format!("Secret {}/{secret_name}", self.namespace),
+            ))?;
         let Some(secret) = secret else {
             tracing::warn!(
                 tenant,
@@ -95,19 +91,13 @@ impl Tenants for KubeTenants {
                 sync_requested_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
             },
         );
-        Api::<TenantSync>::namespaced(self.client.clone(), &namespace)
-            .patch(
-                SYNC_NAME,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&request),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|source| WebhookError::Api {
-                action: "requesting a sync in",
-                object: format!("TenantSync {namespace}/{SYNC_NAME}"),
-                source,
-            })
+        let syncs = Api::<TenantSync>::namespaced(self.client.clone(), &namespace);
+        let failed = ApiError::of(
+            "requesting a sync in",
+            format!("TenantSync {namespace}/{SYNC_NAME}"),
+        );
+        apiserver::apply(&syncs, FIELD_MANAGER, SYNC_NAME, &request, failed).await?;
+        Ok(())
     }
 }
 

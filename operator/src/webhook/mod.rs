@@ -34,6 +34,8 @@ pub use outcome::{Outcome, OutcomeLabel};
 
 use limits::Limiters;
 
+use crate::apiserver::ApiError;
+
 /// Larger bodies are refused (413): Git hosts' push payloads are far smaller, and the body is
 /// held in memory to check its signature.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -41,13 +43,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// Why a webhook could not be handled, or the receiver could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("{action} {object}: {source}")]
-    Api {
-        action: &'static str,
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("serving webhooks on {addr}: {source}")]
     Serve {
         addr: SocketAddr,

@@ -42,11 +42,11 @@ impl Memory {
 }
 
 fn api_error() -> WebhookError {
-    WebhookError::Api {
+    WebhookError::Api(crate::apiserver::ApiError {
         action: "reading",
         object: "Tenant shop".into(),
         source: kube::Error::LinesCodecMaxLineLengthExceeded,
-    }
+    })
 }
 
 impl Tenants for Memory {

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use berth_e2e::LocalRepo;
-use berth_engine::api::Tenant;
+use berth_engine::api::{TENANT_LABEL, Tenant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -71,7 +71,7 @@ pub(crate) async fn apply_credentials(
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(OPERATOR_NAMESPACE.to_owned()),
-            labels: Some([("berth.dev/tenant".to_owned(), tenant.to_owned())].into()),
+            labels: Some([(TENANT_LABEL.to_owned(), tenant.to_owned())].into()),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),

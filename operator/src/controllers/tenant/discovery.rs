@@ -20,11 +20,9 @@ pub(super) async fn discover(
             Err(kube::Error::Api(status)) if status.code == 404 => continue,
             Err(kube::Error::Discovery(_)) => continue,
             Err(source) => {
-                return Err(TenantError::Api {
-                    action: "discovering",
-                    object: format!("API group {group}"),
-                    source,
-                });
+                return Err(
+                    ApiError::of("discovering", format!("API group {group}"))(source).into(),
+                );
             }
         };
         if let Some((resource, capabilities)) = api_group

@@ -16,20 +16,13 @@ pub(super) async fn from_primary_namespace(
     let primary = tenant.primary_namespace();
     let home = tenant.agent_namespace();
     let old_syncs = Api::<TenantSync>::namespaced(client.clone(), &primary);
-    let api_error = |action, object: String| {
-        move |source| TenantError::Api {
-            action,
-            object,
-            source,
-        }
-    };
-    let old = old_syncs.get_opt(SYNC_NAME).await.map_err(api_error(
+    let old = old_syncs.get_opt(SYNC_NAME).await.map_err(ApiError::of(
         "reading",
         format!("TenantSync {primary}/{SYNC_NAME}"),
     ))?;
     if let Some(status) = old.and_then(|o| o.status) {
         let new_syncs = Api::<TenantSync>::namespaced(client.clone(), &home);
-        let new = new_syncs.get(SYNC_NAME).await.map_err(api_error(
+        let new = new_syncs.get(SYNC_NAME).await.map_err(ApiError::of(
             "reading",
             format!("TenantSync {home}/{SYNC_NAME}"),
         ))?;
@@ -41,7 +34,7 @@ pub(super) async fn from_primary_namespace(
                     &Patch::Merge(json!({"status": status})),
                 )
                 .await
-                .map_err(api_error(
+                .map_err(ApiError::of(
                     "moving the status to",
                     format!("TenantSync {home}/{SYNC_NAME}"),
                 ))?;

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::platform::{PLATFORM_POLICY, STATE};
 use super::{FIELD_MANAGER, legacy};
+use crate::apiserver::{self, ApiError};
 use crate::metrics::OperatorMetrics;
 use crate::provision::agent::{self, DeploymentSettings};
 use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError};
@@ -66,13 +67,8 @@ pub enum TenantError {
     #[error(transparent)]
     Keys(#[from] berth_engine::report::SignatureError),
     /// The API server refused or failed: retried with backoff.
-    #[error("{action} {object}: {source}")]
-    Api {
-        action: &'static str,
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 impl TenantError {
@@ -83,7 +79,7 @@ impl TenantError {
             Self::Invalid(ProvisionError::KindNotServed(_)) => "KindNotServed",
             Self::Invalid(_) => "InvalidSpec",
             Self::Keys(_) => "SigningKey",
-            Self::Api { .. } => "ApiError",
+            Self::Api(_) => "ApiError",
         }
     }
 }
@@ -445,10 +441,7 @@ async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provision
 
 /// The tenant's policy profile, as its policy data selects it.
 fn profile_of(policy: &ConfigMap) -> Profile {
-    let data = policy
-        .data
-        .as_ref()
-        .and_then(|d| d.get(crate::platform::policy::DATA_KEY))
+    let data = berth_engine::policy::config_map::data(policy)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
     Profile::from_data(&data)
@@ -502,12 +495,11 @@ async fn set_status(
             &Patch::Merge(json!({"status": status})),
         )
         .await
-        .map(|_| ())
-        .map_err(|source| TenantError::Api {
-            action: "updating the status of",
-            object: format!("Tenant {name}"),
-            source,
-        })
+        .map_err(ApiError::of(
+            "updating the status of",
+            format!("Tenant {name}"),
+        ))?;
+    Ok(())
 }
 
 /// One ConfigMap of the operator's namespace, kept current, and a stream that ticks when it

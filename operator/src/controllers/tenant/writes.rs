@@ -11,23 +11,10 @@ where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let name = object.name_any();
-    let failed = |action, source| TenantError::Api {
-        action,
-        object: format!("{} {name}", K::kind(&())),
-        source,
-    };
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
-        .await
-        .map_err(|e| failed("applying", e))?;
+    let failed = ApiError::of("applying", format!("{} {name}", K::kind(&())));
+    let applied = apiserver::apply(&api, FIELD_MANAGER, &name, object, failed).await?;
     if legacy::holds_legacy_fields(&applied) {
-        legacy::release(&api, &applied)
-            .await
-            .map_err(|e| failed("releasing the earlier field manager of", e))?;
+        legacy::release(&api, &applied).await?;
     }
     Ok(())
 }
@@ -111,11 +98,10 @@ where
     let found = Api::<K>::all(client.clone())
         .list_metadata(&ListParams::default().labels(selector))
         .await
-        .map_err(|source| TenantError::Api {
-            action: "listing",
-            object: format!("{} {selector}", K::kind(&())),
-            source,
-        })?;
+        .map_err(ApiError::of(
+            "listing",
+            format!("{} {selector}", K::kind(&())),
+        ))?;
     for object in found.items {
         let (ns, name) = (object.metadata.namespace.clone(), object.name_any());
         if wanted.contains(&(ns.clone(), name.clone())) {
@@ -143,11 +129,12 @@ where
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(TenantError::Api {
+        Err(source) => Err(ApiError {
             action: "deleting",
             object: format!("{}/{name}", api.resource_url()),
             source,
-        }),
+        }
+        .into()),
     }
 }
 
@@ -161,19 +148,10 @@ pub(super) async fn ensure_sync(client: &Client, tenant: &Tenant) -> Result<(), 
         TENANT_LABEL.to_owned(),
         tenant.name_any(),
     )]));
-    Api::<TenantSync>::namespaced(client.clone(), &home)
-        .patch(
-            SYNC_NAME,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&sync),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|source| TenantError::Api {
-            action: "applying",
-            object: format!("TenantSync {home}/{SYNC_NAME}"),
-            source,
-        })
+    let failed = ApiError::of("applying", format!("TenantSync {home}/{SYNC_NAME}"));
+    let syncs = Api::<TenantSync>::namespaced(client.clone(), &home);
+    apiserver::apply(&syncs, FIELD_MANAGER, SYNC_NAME, &sync, failed).await?;
+    Ok(())
 }
 
 /// What the tenant's agent reads besides its repository: its policy copy, its report signing
@@ -205,15 +183,11 @@ pub(super) async fn apply_agent_inputs(
 async fn report_keys(client: &Client, tenant: &Tenant) -> Result<Vec<ReportKey>, TenantError> {
     let home = tenant.agent_namespace();
     let secrets = Api::<Secret>::namespaced(client.clone(), &home);
-    let api_error = |source| TenantError::Api {
-        action: "reading",
-        object: format!("Secret {home}/{}", agent::REPORT_KEY_SECRET),
-        source,
-    };
+    let object = format!("Secret {home}/{}", agent::REPORT_KEY_SECRET);
     let existing = secrets
         .get_opt(agent::REPORT_KEY_SECRET)
         .await
-        .map_err(api_error)?
+        .map_err(ApiError::of("reading", object))?
         .and_then(|s| s.data)
         .and_then(|mut d| d.remove(agent::REPORT_KEY_FILE))
         .and_then(|key| ReportSigner::from_pkcs8(&key.0).ok());
@@ -270,10 +244,11 @@ pub async fn read_credentials(
             secret: name.clone(),
             reason: format!("not found in namespace {ns}"),
         })),
-        Err(source) => Err(TenantError::Api {
+        Err(source) => Err(ApiError {
             action: "reading",
             object: format!("Secret {ns}/{name}"),
             source,
-        }),
+        }
+        .into()),
     }
 }
