@@ -4,6 +4,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
+# Installs the pinned tools (once) and points every program and test at them.
+TOOLS_ENV = tools=$$(e2e/tools/install.sh $(1)) && \
+  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm \
+  BERTH_SOPS=$$tools/sops BERTH_AGE_KEYGEN=$$tools/age-keygen
 
 .PHONY: help up test lint unit e2e tools kube fmt policies crds bench bench-operator
 
@@ -12,14 +16,13 @@ help: ## List the targets
 
 up: ## Run Berth locally: control plane, Git server, operator, two sample tenants; until Ctrl-C
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
+	  $(call TOOLS_ENV) && \
 	  $(CARGO) build --locked --bins && \
 	  exec target/debug/up $(UP_ARGS)
 
 test: tools lint unit e2e ## The whole suite: lint, opa test, unit tests, end-to-end tests on a real control plane
 
-tools: ## Install pinned test tools (Debian packages, opa, kustomize, helm)
+tools: ## Install pinned test tools (Debian packages, opa, kustomize, helm, sops, age-keygen)
 	@e2e/tools/install.sh >/dev/null
 
 kube: ## Build the local control plane (cached per Kubernetes version)
@@ -38,16 +41,14 @@ crds: ## Regenerate deploy/crds/ from the Rust API types
 policies: ## opa test the policy library and rebuild its committed WebAssembly bundle
 	@export OPA=$$(e2e/tools/install.sh)/opa && "$$OPA" test policies/berth && policies/build.sh
 
-unit: ## Unit tests (no cluster; the real kustomize, helm and opa CLIs), and opa test of the policies
-	@tools=$$(e2e/tools/install.sh) && \
-	  "$$tools/opa" test policies/berth && \
-	  BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm \
+unit: ## Unit tests (no cluster; the real kustomize, helm, sops and opa CLIs), and opa test of the policies
+	@$(call TOOLS_ENV) && \
+	  "$$BERTH_OPA" test policies/berth && \
 	  $(CARGO) test --workspace --locked --exclude berth-e2e
 
 e2e: ## End-to-end tests against a fresh local control plane
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
+	  $(call TOOLS_ENV) && \
 	  export BERTH_E2E_RUN_ID=e2e$$$$ && \
 	  $(CARGO) build --locked --bins && \
 	  $(CARGO) test --locked -p berth-e2e -- --test-threads 4 && \
@@ -55,15 +56,13 @@ e2e: ## End-to-end tests against a fresh local control plane
 
 bench: ## Benchmark the tenant agent on a fresh local control plane (release build; medians)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  tools=$$(e2e/tools/install.sh --bench) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm BERTH_CONFTEST=$$tools/conftest && \
+	  $(call TOOLS_ENV,--bench) && export BERTH_CONFTEST=$$tools/conftest && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench
 
 bench-operator: ## Benchmark the operator: 100 tenants with agents, then 1,000 without (release build)
 	@export BERTH_KUBE_BIN=$$(e2e/kube-harness/build.sh) && \
-	  tools=$$(e2e/tools/install.sh) && \
-	  export BERTH_KUSTOMIZE=$$tools/kustomize BERTH_OPA=$$tools/opa BERTH_HELM=$$tools/helm && \
+	  $(call TOOLS_ENV) && \
 	  export BERTH_E2E_RUN_ID=bench$$$$ && \
 	  $(CARGO) build --locked --release --bins && \
 	  target/release/bench_operator && \

@@ -2,7 +2,7 @@
 //! process, or reused), Kubernetes clients for it, and a namespace per test that is dumped on
 //! failure and deleted afterwards; test Git repositories and real Git servers on loopback
 //! (smart HTTP behind TLS, SSH); a tenant whose agent can be run; what `/proc` says about the
-//! processes a run started.
+//! processes a run started; age keys and SOPS-encrypted files.
 // Test support: a failed setup step must stop the test loudly, with its reason.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -16,6 +16,7 @@ mod operator;
 pub mod policy_corpus;
 pub mod procfs;
 mod proxy;
+pub mod sops;
 mod tenant;
 
 pub use control_plane::{ControlPlane, Harness, HarnessError, control_plane};

@@ -56,12 +56,40 @@ impl TestOperator {
 
     /// Like [`Self::start`], with the identity of `kubeconfig` instead of the admin's.
     pub fn start_as(kubeconfig: &Path, namespace: &str, cache: &Path, extra: &[&str]) -> Self {
+        Self::spawn(kubeconfig, namespace, cache, extra, None)
+    }
+
+    /// Like [`Self::start`], writing its output and its agents' (process mode) to `log`.
+    pub fn start_logged(
+        cp: &ControlPlane,
+        namespace: &str,
+        cache: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Self {
+        Self::spawn(&cp.kubeconfig, namespace, cache, extra, Some(log))
+    }
+
+    fn spawn(
+        kubeconfig: &Path,
+        namespace: &str,
+        cache: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Self {
         let (metrics_addr, webhook_addr, admission_addr) = (free_addr(), free_addr(), free_addr());
         let admission_url = format!("https://{admission_addr}");
         let kustomize = std::env::var("BERTH_KUSTOMIZE").unwrap_or_else(|_| "kustomize".into());
         let helm = std::env::var("BERTH_HELM").unwrap_or_else(|_| "helm".into());
+        let sops = std::env::var("BERTH_SOPS").unwrap_or_else(|_| "sops".into());
         let selector = format!("{E2E_LABEL}={namespace}");
-        let child = Command::new(binary("berth-operator"))
+        let mut command = Command::new(binary("berth-operator"));
+        if let Some(log) = log {
+            let file = std::fs::File::create(log).expect("creating the operator's log");
+            command.stdout(file.try_clone().expect("log file"));
+            command.stderr(file);
+        }
+        let child = command
             .args([
                 "run",
                 "--namespace",
@@ -86,6 +114,7 @@ impl TestOperator {
             })
             .args(["--kustomize", &kustomize])
             .args(["--helm", &helm])
+            .args(["--sops", &sops])
             .arg("--cache-dir")
             .arg(cache)
             .args(extra)

@@ -217,8 +217,13 @@ fn other_objects() -> Vec<Value> {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-z"}}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "x"}, "rules": []}),
         json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "team-a"}, "spec": {}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "plaintext", "namespace": "team-a"}, "stringData": {"k": "v"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": ENCRYPTED_SECRET, "namespace": "team-a"}, "data": {"k": "dg=="}}),
     ]
 }
+
+/// The corpus Secret marked as committed encrypted with SOPS.
+const ENCRYPTED_SECRET: &str = "sops-encrypted";
 
 /// Objects for the rules that keep a tenant inside its boundary: Services, Ingresses,
 /// NetworkPolicies, RBAC subjects, volumes and tokens; compliant and violating.
@@ -397,6 +402,11 @@ pub fn corpus() -> Vec<Manifest> {
             .unwrap()
         })
         .collect();
+    for m in &mut manifests {
+        if m.reference.name == ENCRYPTED_SECRET {
+            m.encrypted = Some(true);
+        }
+    }
     // The real podinfo manifests, as published.
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/podinfo-kustomize");

@@ -148,11 +148,10 @@ impl TestTenant {
             "RUST_LOG",
             std::env::var("BERTH_E2E_AGENT_LOG").unwrap_or_else(|_| "info".into()),
         );
-        if let Some(kustomize) = std::env::var_os("BERTH_KUSTOMIZE") {
-            cmd.env("BERTH_KUSTOMIZE", kustomize);
-        }
-        if let Some(helm) = std::env::var_os("BERTH_HELM") {
-            cmd.env("BERTH_HELM", helm);
+        for tool in ["BERTH_KUSTOMIZE", "BERTH_HELM", "BERTH_SOPS"] {
+            if let Some(program) = std::env::var_os(tool) {
+                cmd.env(tool, program);
+            }
         }
         cmd
     }

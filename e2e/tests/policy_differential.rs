@@ -10,7 +10,7 @@ use std::process::Command;
 
 use berth_e2e::policy_corpus::corpus;
 use berth_engine::guard::TenantContext;
-use berth_engine::policy::PolicyBundle;
+use berth_engine::policy::{PolicyBundle, input};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -73,11 +73,6 @@ fn sorted(values: &[Value]) -> Vec<String> {
     keys
 }
 
-/// The input the engine builds for an object (`PolicyBundle::evaluate`).
-fn input(object: &Value) -> Value {
-    json!({"object": object, "tenant": tenant().policy_input(), "revision": "abc123"})
-}
-
 #[tokio::test]
 async fn opa_wasm_decides_exactly_as_opa_eval() {
     let corpus = corpus();
@@ -102,7 +97,11 @@ async fn opa_wasm_decides_exactly_as_opa_eval() {
             "warn_rules": ["pod-security/require-seccomp"], "disabled_rules": ["resources/*"]}}),
         json!({"params": {"profile": "strict", "allowed_registry": ["ghcr.io/acme"]}}),
     ];
-    let inputs: Vec<Value> = corpus.iter().map(|m| input(&m.object)).collect();
+    // The inputs the engine builds (`PolicyBundle::evaluate`).
+    let inputs: Vec<Value> = corpus
+        .iter()
+        .map(|m| input(m, &tenant(), "abc123"))
+        .collect();
     let mut compared = 0;
     let mut denied_per_set = Vec::new();
     let mut fired = std::collections::BTreeSet::new();

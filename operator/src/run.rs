@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// The helm program the agents run (process mode).
     #[arg(long, default_value = "helm", env = "BERTH_HELM")]
     helm: PathBuf,
+    /// The sops program the agents run (process mode), for Secrets committed encrypted.
+    #[arg(long, default_value = "sops", env = "BERTH_SOPS")]
+    sops: PathBuf,
     /// Address of `/metrics`, `/healthz` and `/readyz` (ready = leading), or `off`.
     #[arg(long, default_value = "0.0.0.0:8080", env = "BERTH_METRICS_ADDR")]
     metrics_addr: String,
@@ -413,6 +416,8 @@ async fn process_agents(
             args.kustomize.to_string_lossy().into_owned(),
             "--helm".into(),
             args.helm.to_string_lossy().into_owned(),
+            "--sops".into(),
+            args.sops.to_string_lossy().into_owned(),
         ],
     })
 }

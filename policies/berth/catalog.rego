@@ -216,6 +216,11 @@ rule_descriptions := {
 		"description": "Workloads carry the recommended label app.kubernetes.io/name.",
 		"parameters": [],
 	},
+	"secrets/encrypted-in-git": {
+		"level": "advisory",
+		"description": "A Secret from Git with data or stringData was committed encrypted with SOPS (input.encrypted), not in plaintext.",
+		"parameters": [],
+	},
 	"params/valid-parameters": {
 		"level": "baseline",
 		"description": "data.params is an object and each known parameter has its type (profile is baseline or restricted); a wrong one refuses every object so the gate fails closed.",

@@ -46,6 +46,7 @@ library_examples := {
 	"network/no-foreign-namespaces": {"object": network_policy([{"from": [{"namespaceSelector": {}}]}]), "params": {}},
 	"labels/required-labels": {"object": good_deployment, "params": {"required_labels": ["team"]}},
 	"labels/recommended-name-label": {"object": json.remove(good_deployment, ["metadata/labels"]), "params": {}},
+	"secrets/encrypted-in-git": {"object": {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "team-a"}, "stringData": {"password": "hunter2"}}, "params": {}},
 	"params/valid-parameters": {"object": good_deployment, "params": {"warn_rules": true}},
 	"params/unknown-parameter": {"object": good_deployment, "params": {"nope": 1}},
 }

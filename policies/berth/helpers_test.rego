@@ -51,7 +51,7 @@ findings(obj, params) := findings_for_tenant(obj, params, tenant)
 
 # All findings for an object, with the given data.params and input.tenant.
 findings_for_tenant(obj, params, t) := fs if {
-	fs := berth.violations with input as {"object": obj, "tenant": t, "revision": "abc123"}
+	fs := berth.violations with input as {"object": obj, "tenant": t, "revision": "abc123", "encrypted": false}
 		with data.params as params
 }
 

@@ -13,7 +13,7 @@ use berth_engine::apply::Applier;
 use berth_engine::check::Checker;
 use berth_engine::metrics::Metrics;
 use berth_engine::policy::PolicyBundle;
-use berth_engine::render::{AgeKey, Kustomize, RenderLimits, Sops};
+use berth_engine::render::{AGE_KEY_ENV, AgeKey, Kustomize, RenderLimits, Sops};
 use berth_engine::report::ReportSigner;
 use berth_engine::source::{GitFlags, GitRef, GitSource, TreeLimits, validate_url};
 use clap::Args;
@@ -95,18 +95,14 @@ pub struct RunArgs {
     sops: PathBuf,
 }
 
-/// The environment variable holding the tenant's age identities (the operator sets it from
-/// the Tenant's `source.decryptionSecret`).
-pub const SOPS_AGE_KEY_ENV: &str = "BERTH_SOPS_AGE_KEY";
-
 impl RunArgs {
     /// sops, and the tenant's age key if the environment holds one.
     fn sops(&self) -> Result<Sops, String> {
-        let key = match std::env::var(SOPS_AGE_KEY_ENV) {
-            Ok(text) => Some(AgeKey::parse(&text).map_err(|e| format!("{SOPS_AGE_KEY_ENV} {e}"))?),
+        let key = match std::env::var(AGE_KEY_ENV) {
+            Ok(text) => Some(AgeKey::parse(&text).map_err(|e| format!("{AGE_KEY_ENV} {e}"))?),
             Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(format!("{SOPS_AGE_KEY_ENV} is not UTF-8"));
+                return Err(format!("{AGE_KEY_ENV} is not UTF-8"));
             }
         };
         Ok(Sops {

@@ -129,6 +129,73 @@ async fn agents_run_as_locked_down_deployments_and_suspend_scales_them_to_zero()
         )
         .await?;
 
+        // An age key for SOPS: copied beside the agent, given to it through its environment
+        // only, with its digest on the Pod template; dropped from the spec, the copy goes.
+        let key = Secret {
+            metadata: ObjectMeta {
+                name: Some("t-sops".into()),
+                labels: Some([(TENANT_LABEL.to_owned(), name.clone())].into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [(
+                    "t.agekey".to_owned(),
+                    ByteString(b"AGE-SECRET-KEY-1E2E".to_vec()),
+                )]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        Api::<Secret>::namespaced(admin.clone(), &platform.name)
+            .create(&PostParams::default(), &key)
+            .await?;
+        let decryption = |secret: Option<&str>| {
+            let patch = json!({"spec": {"source": {"decryptionSecret": secret}}});
+            let (tenants, name) = (tenants.clone(), name.clone());
+            async move {
+                tenants
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+            }
+        };
+        let age_env = |d: &Deployment| {
+            let pod = d.spec.template.clone();
+            let env = pod.spec?.containers[0].env.clone()?;
+            let annotated = pod
+                .metadata?
+                .annotations
+                .unwrap_or_default()
+                .contains_key("berth.dev/age-key-sha256");
+            env.into_iter()
+                .find(|e| e.name == "BERTH_SOPS_AGE_KEY")
+                .map(|e| (e, annotated))
+        };
+        decryption(Some("t-sops")).await?;
+        let (env, annotated) = eventually(
+            "the age key in the agent's environment",
+            Duration::from_secs(60),
+            || async { age_env(&deployments.get("berth-agent").await.ok()?) },
+        )
+        .await?;
+        assert!(annotated && env.value.is_none(), "{env:?}");
+        let home_secrets = Api::<Secret>::namespaced(admin.clone(), &home);
+        let copy = home_secrets.get("berth-agent-sops").await?;
+        assert_eq!(
+            copy.data.unwrap_or_default()["age.agekey"].0,
+            b"AGE-SECRET-KEY-1E2E"
+        );
+        decryption(None).await?;
+        eventually(
+            "the age key and its copy gone",
+            Duration::from_secs(60),
+            || async {
+                let deployment = deployments.get("berth-agent").await.ok()?;
+                let copy = home_secrets.get_opt("berth-agent-sops").await.ok()?;
+                (age_env(&deployment).is_none() && copy.is_none()).then_some(())
+            },
+        )
+        .await?;
+
         // Suspended: no agent runs.
         tenants
             .patch(

@@ -21,6 +21,7 @@ mod platform_only;
 mod platform_policy;
 mod policy;
 mod provision;
+mod sops;
 mod support;
 mod takeover;
 mod tenancy;

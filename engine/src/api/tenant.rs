@@ -87,6 +87,11 @@ pub struct TenantSource {
     /// tenant (`POST /hooks/<tenant>`: GitHub-style HMAC-SHA256 signature, or bearer token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
+    /// A Secret in the operator's namespace, labelled `berth.dev/tenant=<tenant>`, whose entries
+    /// ending in `.agekey` hold the age identities that decrypt the Secrets this tenant commits
+    /// encrypted with SOPS; handed only to this tenant's agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption_secret: Option<String>,
     /// Values files for a Helm chart (when `path` holds a `Chart.yaml`): paths relative to
     /// the repository root, in order, later ones winning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -23,7 +23,7 @@ pub use helm::{Helm, Release};
 pub use kustomization::KUSTOMIZATION_FILES;
 pub use kustomize::Kustomize;
 pub use sandbox::Launcher;
-pub use sops::{AgeKey, Sops};
+pub use sops::{AGE_KEY_ENV, AgeKey, Sops};
 pub use supervise::Tool;
 
 /// One file of the revision, its path relative to the repository root.

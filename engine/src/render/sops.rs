@@ -31,6 +31,10 @@ const SECRET_FIELDS: [&str; 2] = ["data", "stringData"];
 const ENCRYPT_HINT: &str = "encrypt only a Secret's data and stringData: \
      sops --encrypt --age <recipient> --encrypted-regex '^(data|stringData)$'";
 
+/// The environment variable an agent reads its tenant's age identities from (the operator sets
+/// it from the Tenant's `source.decryptionSecret`); never a flag, so no process listing shows it.
+pub const AGE_KEY_ENV: &str = "BERTH_SOPS_AGE_KEY";
+
 /// One or more age identities (`AGE-SECRET-KEY-1…` lines). Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AgeKey(String);
@@ -63,6 +67,17 @@ impl AgeKey {
             return Err("holds no age identity (AGE-SECRET-KEY-1…)".into());
         }
         Ok(Self(identities.join("\n")))
+    }
+
+    /// The identities, one per line, for the agent's environment.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// SHA-256 of the identities (hex): tells a changed key apart without holding it.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -316,6 +331,8 @@ impl Sops {
                 ("HOME".into(), scratch.path().into()),
                 ("PATH".into(), "/usr/bin:/bin".into()),
                 ("SOPS_AGE_KEY".into(), key.0.clone().into()),
+                // No upstream release lookup (the sandbox has no network anyway).
+                ("SOPS_DISABLE_VERSION_CHECK".into(), "1".into()),
             ],
             current_dir: scratch.path(),
             timeout: self.timeout,
@@ -343,12 +360,13 @@ impl Sops {
 }
 
 /// What sops says went wrong, fit for a Tenant's status: its first line that says something
-/// (sops names the key groups it tried and the file's MAC, never plaintext), bounded.
+/// and is not a warning (sops names the key groups it tried and the file's MAC, never
+/// plaintext), bounded.
 fn sops_error(stderr: &str) -> String {
     let line = stderr
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
+        .find(|l| !l.is_empty() && !l.starts_with("[warning]"))
         .unwrap_or("sops failed without a message");
     let mut message: String = line.chars().take(300).collect();
     if message.len() < line.len() {
@@ -485,8 +503,8 @@ mod tests {
 
     #[test]
     fn sops_errors_keep_their_first_line() {
-        let stderr =
-            "Failed to get the data key required to decrypt the SOPS file.\n\nGroup 0: FAILED\n";
+        let stderr = "[warning] failed to retrieve latest version\n\
+            Failed to get the data key required to decrypt the SOPS file.\n\nGroup 0: FAILED\n";
         assert_eq!(
             sops_error(stderr),
             "SOPS decryption failed: Failed to get the data key required to decrypt the SOPS file. (is the file encrypted for this tenant's age key?)"

@@ -1,7 +1,8 @@
 //! Agent lifecycle, process mode (the local mode): one `berth-agent` child process per Tenant
 //! that is provisioned and not suspended, authenticated as the agent's ServiceAccount (in the
 //! agent's namespace) by a short-lived TokenRequest token in a token file it re-reads
-//! (refreshed well before expiry), signing its reports with the tenant's key.
+//! (refreshed well before expiry), signing its reports with the tenant's key, and given the
+//! tenant's age key (SOPS) in its environment.
 //! Crashed agents are restarted with backoff; agents of removed or suspended tenants stopped.
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_engine::api::Tenant;
 use berth_engine::cluster::single_user_kubeconfig;
+use berth_engine::render::{AGE_KEY_ENV, AgeKey};
 use berth_engine::source::GitFlags;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -24,7 +26,7 @@ use kube::{Api, Client, ResourceExt};
 
 use tokio_util::sync::CancellationToken;
 
-use super::tenant::read_credentials;
+use super::tenant::{read_credentials, read_decryption_key};
 use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
 use crate::provision::agent::{
@@ -65,6 +67,8 @@ struct Running {
     child: Child,
     /// What it was started with; a change restarts it.
     fingerprint: String,
+    /// SHA-256 of the age key in its environment: a new key needs a new process.
+    key_digest: Option<String>,
     token_written: Instant,
     started: Instant,
     failures: u32,
@@ -182,12 +186,22 @@ impl ProcessAgents {
             // Changed settings: the old process is stopped below.
             if agent.fingerprint == fingerprint {
                 if let Ok(None) = agent.child.try_wait() {
-                    if agent.token_written.elapsed() > self.token_refresh {
+                    if agent.token_written.elapsed() <= self.token_refresh {
+                        return Ok(());
+                    }
+                    let key = self.decryption_key(tenant).await?;
+                    if key.as_ref().map(AgeKey::digest) == agent.key_digest {
                         self.write_token(tenant).await?;
                         self.write_credentials(tenant).await?;
                         self.write_report_key(tenant).await?;
                         agent.token_written = Instant::now();
+                        return Ok(());
                     }
+                    // Started afresh (no backoff) by the next round.
+                    if let Some(old) = running.remove(name) {
+                        old.stop().await;
+                    }
+                    tracing::info!(tenant = %name, "age key changed; agent restarted");
                     return Ok(());
                 }
                 let backoff = Duration::from_secs(2u64.saturating_pow(agent.failures.min(8)))
@@ -211,13 +225,18 @@ impl ProcessAgents {
         self.write_token(tenant).await?;
         self.write_report_key(tenant).await?;
         let credentials = self.write_credentials(tenant).await?;
-        let child = Command::new(&self.program)
+        let key = self.decryption_key(tenant).await?;
+        let mut command = Command::new(&self.program);
+        command.env_clear();
+        if let Some(key) = &key {
+            command.env(AGE_KEY_ENV, key.text());
+        }
+        let child = command
             .args(&args)
             .args(&credentials)
             .arg("--exit-on-stdin-eof")
             // Held open by the operator: when it dies, even by SIGKILL, the agent sees EOF.
             .stdin(Stdio::piped())
-            .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("KUBECONFIG", self.dir(name).join("kubeconfig"))
             .envs(AGENT_MALLOC_ENV)
@@ -229,6 +248,7 @@ impl ProcessAgents {
             Running {
                 child,
                 fingerprint,
+                key_digest: key.as_ref().map(AgeKey::digest),
                 token_written: Instant::now(),
                 started: Instant::now(),
                 failures,
@@ -282,6 +302,13 @@ impl ProcessAgents {
                 format!("Secret {home}/{REPORT_KEY_SECRET} holds no {REPORT_KEY_FILE}")
             })?;
         write_private(&self.dir(&tenant.name_any()), REPORT_KEY_FILE, &key.0)
+    }
+
+    /// The tenant's age key (its decryption Secret in the operator's namespace), if it has one.
+    async fn decryption_key(&self, tenant: &Tenant) -> Result<Option<AgeKey>, String> {
+        read_decryption_key(&self.client, &self.operator_namespace, tenant)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn dir(&self, tenant: &str) -> PathBuf {

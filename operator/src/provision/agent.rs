@@ -1,11 +1,12 @@
 //! The tenant's agent as Kubernetes objects (`--agent-mode deployment`): a locked-down
-//! Deployment in the agent's own namespace running as its ServiceAccount, the copy of the
-//! tenant's Git credentials it mounts, and the key it signs reports with. Also the arguments
-//! and credential flags both agent modes pass. Pure functions.
+//! Deployment in the agent's own namespace running as its ServiceAccount, the copies of the
+//! tenant's Git credentials and SOPS age key it reads, and the key it signs reports with. Also
+//! the arguments and credential flags both agent modes pass. Pure functions.
 
 use std::collections::BTreeMap;
 
 use berth_engine::api::{MANAGED_BY, TENANT_LABEL, Tenant};
+use berth_engine::render::{AGE_KEY_ENV, AgeKey};
 use berth_engine::source::{GitFlags, GitRef};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
@@ -24,6 +25,12 @@ use super::{AGENT, ProvisionError, meta, policy_config_map_name};
 
 /// The copy of the tenant's credentials in the agent's namespace, mounted by its agent.
 pub const AGENT_GIT_SECRET: &str = "berth-agent-git";
+/// The copy of the tenant's age identities in the agent's namespace, and its one key.
+pub const AGENT_SOPS_SECRET: &str = "berth-agent-sops";
+const AGE_KEY_FILE: &str = "age.agekey";
+/// Pod-template annotation holding the SHA-256 of the age key: the key reaches the agent
+/// through its environment, so a new key must roll the Pod.
+const AGE_KEY_DIGEST_ANNOTATION: &str = "berth.dev/age-key-sha256";
 /// The tenant's report signing key, in the agent's namespace.
 pub const REPORT_KEY_SECRET: &str = "berth-report-key";
 /// The key of [`REPORT_KEY_SECRET`] holding the PKCS#8 Ed25519 key.
@@ -52,6 +59,15 @@ const CREDENTIAL_FILES: [(&str, &str); 4] = [
 /// process mode as `--username`).
 pub const USERNAME_KEY: &str = "username";
 
+/// What the platform handed the tenant's agent from the operator's namespace.
+#[derive(Clone, Debug, Default)]
+pub struct AgentSecrets {
+    /// The tenant's Git credentials Secret.
+    pub credentials: Option<Secret>,
+    /// The age identities of its decryption Secret.
+    pub decryption_key: Option<AgeKey>,
+}
+
 /// How agents run as Deployments.
 #[derive(Clone, Debug)]
 pub struct DeploymentSettings {
@@ -69,7 +85,8 @@ pub fn credential_flags<'a>(
 ) -> Result<Vec<String>, ProvisionError> {
     let keys: Vec<&String> = keys.into_iter().collect();
     let has = |key: &str| keys.iter().any(|k| k.as_str() == key);
-    let invalid = |reason: &str| ProvisionError::Credentials {
+    let invalid = |reason: &str| ProvisionError::Secret {
+        role: "credentials",
         secret: secret.to_owned(),
         reason: reason.to_owned(),
     };
@@ -183,14 +200,37 @@ fn agent_namespace_secret(
     }
 }
 
-/// The tenant's credentials copied into the agent's namespace (the Secret the platform keeps
-/// in the operator's namespace is out of the agent's reach, the copy out of the tenant's).
-pub fn agent_secret(tenant: &Tenant, source: &Secret) -> Secret {
-    agent_namespace_secret(
-        tenant,
-        AGENT_GIT_SECRET,
-        source.data.clone().unwrap_or_default(),
-    )
+/// The tenant's credentials and age key copied into the agent's namespace (the Secrets the
+/// platform keeps in the operator's namespace are out of the agent's reach, the copies out of
+/// the tenant's).
+pub fn agent_secrets(tenant: &Tenant, secrets: &AgentSecrets) -> Vec<Secret> {
+    let credentials = secrets.credentials.as_ref().map(|source| {
+        let data = source.data.clone().unwrap_or_default();
+        agent_namespace_secret(tenant, AGENT_GIT_SECRET, data)
+    });
+    let decryption = secrets.decryption_key.as_ref().map(|key| {
+        let data = BTreeMap::from([(
+            AGE_KEY_FILE.to_owned(),
+            ByteString(key.text().as_bytes().to_vec()),
+        )]);
+        agent_namespace_secret(tenant, AGENT_SOPS_SECRET, data)
+    });
+    credentials.into_iter().chain(decryption).collect()
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                ..SecretKeySelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 /// The Secret holding the tenant's report signing key (PKCS#8).
@@ -249,7 +289,7 @@ pub fn agent_deployment(
     tenant: &Tenant,
     settings: &DeploymentSettings,
     operator_namespace: &str,
-    credentials: Option<&Secret>,
+    secrets: &AgentSecrets,
 ) -> Result<Deployment, ProvisionError> {
     let name = tenant.metadata.name.clone().ok_or(ProvisionError::NoName)?;
     let report_key = format!("{REPORT_KEY_DIR}/{REPORT_KEY_FILE}");
@@ -282,7 +322,7 @@ pub fn agent_deployment(
         empty_dir("tmp", "256Mi"),
         secret_volume("report-key", REPORT_KEY_SECRET),
     ];
-    if let Some(secret) = credentials {
+    if let Some(secret) = &secrets.credentials {
         let keys: Vec<&String> = secret.data.iter().flat_map(BTreeMap::keys).collect();
         args.extend(credential_flags(AGENT_GIT_SECRET, keys, CREDENTIALS_DIR)?);
         if secret
@@ -290,21 +330,16 @@ pub fn agent_deployment(
             .as_ref()
             .is_some_and(|d| d.contains_key(USERNAME_KEY))
         {
-            env.push(EnvVar {
-                name: GitFlags::USERNAME_ENV.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: AGENT_GIT_SECRET.into(),
-                        key: USERNAME_KEY.into(),
-                        ..SecretKeySelector::default()
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            });
+            let username = secret_env(GitFlags::USERNAME_ENV, AGENT_GIT_SECRET, USERNAME_KEY);
+            env.push(username);
         }
         mounts.push(mount("git", CREDENTIALS_DIR, true));
         volumes.push(secret_volume("git", AGENT_GIT_SECRET));
+    }
+    let mut pod_annotations = BTreeMap::new();
+    if let Some(key) = &secrets.decryption_key {
+        env.push(secret_env(AGE_KEY_ENV, AGENT_SOPS_SECRET, AGE_KEY_FILE));
+        pod_annotations.insert(AGE_KEY_DIGEST_ANNOTATION.to_owned(), key.digest());
     }
     let mut pod_labels = labels(&name);
     pod_labels.insert("app.kubernetes.io/name".into(), AGENT.into());
@@ -367,6 +402,7 @@ pub fn agent_deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: (!pod_annotations.is_empty()).then_some(pod_annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -423,7 +459,13 @@ mod tests {
 
     #[test]
     fn the_agent_runs_locked_down_in_its_own_namespace() {
-        let d = agent_deployment(&tenant(TEAM_A), &settings(), "berth-system", None).unwrap();
+        let d = agent_deployment(
+            &tenant(TEAM_A),
+            &settings(),
+            "berth-system",
+            &AgentSecrets::default(),
+        )
+        .unwrap();
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(v["metadata"]["namespace"], "berth-agent-team-a");
         assert_eq!(v["spec"]["replicas"], 1);
@@ -509,14 +551,18 @@ mod tests {
     fn a_suspended_tenant_has_no_running_agent() {
         let mut t = tenant(TEAM_A);
         t.spec.suspend = true;
-        let d = agent_deployment(&t, &settings(), "berth-system", None).unwrap();
+        let d =
+            agent_deployment(&t, &settings(), "berth-system", &AgentSecrets::default()).unwrap();
         assert_eq!(d.spec.replicas, Some(0));
     }
 
     #[test]
     fn credentials_are_mounted_and_passed_as_files() {
-        let s = secret(&["username", "password", "ca.crt"]);
-        let d = agent_deployment(&tenant(TEAM_A), &settings(), "berth-system", Some(&s)).unwrap();
+        let secrets = AgentSecrets {
+            credentials: Some(secret(&["username", "password", "ca.crt"])),
+            decryption_key: None,
+        };
+        let d = agent_deployment(&tenant(TEAM_A), &settings(), "berth-system", &secrets).unwrap();
         let v = serde_json::to_value(&d).unwrap();
         let c = &v["spec"]["template"]["spec"]["containers"][0];
         let args = c["args"].to_string();
@@ -541,12 +587,40 @@ mod tests {
             v["spec"]["template"]["spec"]["volumes"][3]["secret"]["secretName"],
             AGENT_GIT_SECRET
         );
-        let copy = agent_secret(&tenant(TEAM_A), &s);
+        let [copy] = agent_secrets(&tenant(TEAM_A), &secrets).try_into().unwrap();
         assert_eq!(
             copy.metadata.namespace.as_deref(),
             Some("berth-agent-team-a")
         );
         assert_eq!(copy.data.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_age_key_reaches_the_agent_only_through_its_environment_and_rolls_it_when_changed() {
+        let with = |identity: &str| {
+            let key = AgeKey::parse(identity).unwrap();
+            let secrets = AgentSecrets {
+                credentials: None,
+                decryption_key: Some(key),
+            };
+            let d = agent_deployment(&tenant(TEAM_A), &settings(), "berth-system", &secrets);
+            (d.unwrap(), agent_secrets(&tenant(TEAM_A), &secrets))
+        };
+        let (d, copies) = with("AGE-SECRET-KEY-1AAAA");
+        let v = serde_json::to_value(&d).unwrap();
+        let c = &v["spec"]["template"]["spec"]["containers"][0];
+        let env = c["env"].as_array().unwrap();
+        let key = env.iter().find(|e| e["name"] == AGE_KEY_ENV).unwrap();
+        assert_eq!(key["valueFrom"]["secretKeyRef"]["name"], AGENT_SOPS_SECRET);
+        assert!(!v.to_string().contains("AGE-SECRET-KEY"), "{v}");
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies[0].metadata.name.as_deref(), Some(AGENT_SOPS_SECRET));
+        let annotation = |d: &Deployment| {
+            let meta = d.spec.template.metadata.as_ref().unwrap();
+            meta.annotations.as_ref().unwrap()[AGE_KEY_DIGEST_ANNOTATION].clone()
+        };
+        let (other, _) = with("AGE-SECRET-KEY-1BBBB");
+        assert_ne!(annotation(&d), annotation(&other));
     }
 
     #[test]

@@ -56,8 +56,13 @@ pub enum ProvisionError {
         "allowed kind {0}: the cluster does not serve it (is its CustomResourceDefinition installed?); waiting for it"
     )]
     KindNotServed(String),
-    #[error("credentials Secret {secret}: {reason}")]
-    Credentials { secret: String, reason: String },
+    /// A Secret the Tenant names (`role`: credentials or decryption) is missing or unusable.
+    #[error("{role} Secret {secret}: {reason}")]
+    Secret {
+        role: &'static str,
+        secret: String,
+        reason: String,
+    },
     #[error(
         "not declared in the platform repository: only the Tenants the platform repository declares are provisioned"
     )]

@@ -10,7 +10,7 @@
 //!
 //! Options: `--state-dir DIR` (default `.berth`: kubeconfig, logs, the repositories and their
 //! work trees, all recreated at each start). Environment: as the end-to-end suite (`BERTH_KUBE_BIN`,
-//! `BERTH_KUSTOMIZE`, `BERTH_HELM`, `BERTH_E2E_RUN_ID` to tag the control plane).
+//! `BERTH_KUSTOMIZE`, `BERTH_HELM`, `BERTH_SOPS`, `BERTH_E2E_RUN_ID` to tag the control plane).
 
 mod guide;
 mod sample;
@@ -405,6 +405,7 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let kustomize = std::env::var_os("BERTH_KUSTOMIZE").unwrap_or_else(|| "kustomize".into());
     let helm = std::env::var_os("BERTH_HELM").unwrap_or_else(|| "helm".into());
+    let sops = std::env::var_os("BERTH_SOPS").unwrap_or_else(|| "sops".into());
     // setpriv's parent-death signal: should this process be killed outright, the operator
     // still gets SIGTERM (and stops its agents) instead of running on.
     // The API server calls the admission webhook on loopback.
@@ -428,6 +429,8 @@ fn start_operator(state: &State, platform_url: &str, kubeconfig: &Path) -> Resul
         .arg(kustomize)
         .arg("--helm")
         .arg(helm)
+        .arg("--sops")
+        .arg(sops)
         .args(["--admission-addr", &admission_addr])
         .args(["--admission-url", &format!("https://{admission_addr}")])
         .env_clear()

@@ -6,11 +6,12 @@ mod discovery;
 mod drift;
 mod migrate;
 mod offboard;
+mod secrets;
 mod status;
 mod writes;
 
 use offboard::{keeps_namespaces, offboard};
-pub use writes::read_credentials;
+pub use secrets::{read_credentials, read_decryption_key};
 use writes::{apply_agent_inputs, apply_all, delete, ensure_sync, prune};
 
 use std::sync::{Arc, PoisonError};
@@ -41,7 +42,7 @@ use super::platform::{PLATFORM_POLICY, STATE};
 use super::{FIELD_MANAGER, legacy};
 use crate::apiserver::{self, ApiError};
 use crate::metrics::OperatorMetrics;
-use crate::provision::agent::{self, DeploymentSettings};
+use crate::provision::agent::{self, AgentSecrets, DeploymentSettings};
 use crate::provision::{self, PROVISIONED_LABEL, ProvisionContext, ProvisionError};
 use status::{Decided, decided, derive};
 
@@ -364,9 +365,9 @@ async fn provision_tenant(tenant: &Tenant, context: &Context) -> Result<Action, 
             tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for a kind");
             Ok(Action::requeue(Duration::from_secs(30)))
         }
-        // The credentials Secret may be created or mended without the Tenant changing.
-        Err(TenantError::Invalid(e @ ProvisionError::Credentials { .. })) => {
-            tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for its credentials");
+        // A Secret it names may be created or mended without the Tenant changing.
+        Err(TenantError::Invalid(e @ ProvisionError::Secret { .. })) => {
+            tracing::warn!(tenant = %tenant.name_any(), error = %e, "tenant waits for a Secret");
             Ok(Action::requeue(Duration::from_secs(30)))
         }
         // Invalid spec: wait for the next change of the Tenant.
@@ -426,13 +427,12 @@ async fn provision_steps(tenant: &Tenant, context: &Context) -> Result<Provision
         prune(tenant, &desired, context).await?;
     }
     // Checked in either agent mode, so an unusable Secret shows on the Tenant.
-    let credentials = read_credentials(
-        &context.client,
-        &context.provision.operator_namespace,
-        tenant,
-    )
-    .await?;
-    let report_keys = apply_agent_inputs(tenant, context, &policy, credentials.as_ref()).await?;
+    let ns = &context.provision.operator_namespace;
+    let secrets = AgentSecrets {
+        credentials: read_credentials(&context.client, ns, tenant).await?,
+        decryption_key: read_decryption_key(&context.client, ns, tenant).await?,
+    };
+    let report_keys = apply_agent_inputs(tenant, context, &policy, &secrets).await?;
     Ok(Provisioned {
         agent_namespace: tenant.agent_namespace(),
         report_keys,

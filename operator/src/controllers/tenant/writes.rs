@@ -155,23 +155,32 @@ pub(super) async fn ensure_sync(client: &Client, tenant: &Tenant) -> Result<(), 
 }
 
 /// What the tenant's agent reads besides its repository: its policy copy, its report signing
-/// key and, in deployment mode, its Deployment and credentials. Returns the tenant's report
+/// key and, in deployment mode, its Deployment and its copies of the credentials and age key. Returns the tenant's report
 /// keys as the status publishes them.
 pub(super) async fn apply_agent_inputs(
     tenant: &Tenant,
     context: &Context,
     policy: &ConfigMap,
-    credentials: Option<&Secret>,
+    secrets: &AgentSecrets,
 ) -> Result<Vec<ReportKey>, TenantError> {
     let ns = &context.provision.operator_namespace;
     apply_namespaced::<ConfigMap>(&context.client, policy).await?;
     let report_keys = report_keys(&context.client, tenant).await?;
     if let Some(settings) = &context.deployment {
-        if let Some(source) = credentials {
-            apply_namespaced::<Secret>(&context.client, &agent::agent_secret(tenant, source))
-                .await?;
+        let copies = agent::agent_secrets(tenant, secrets);
+        for copy in &copies {
+            apply_namespaced::<Secret>(&context.client, copy).await?;
         }
-        let deployment = agent::agent_deployment(tenant, settings, ns, credentials)?;
+        // Only a changed spec can have dropped a Secret: the copy goes with it.
+        if !provisioned_at_this_generation(tenant) {
+            let home = Api::<Secret>::namespaced(context.client.clone(), &tenant.agent_namespace());
+            for name in [agent::AGENT_GIT_SECRET, agent::AGENT_SOPS_SECRET] {
+                if !copies.iter().any(|c| c.name_any() == name) {
+                    delete(home.clone(), name).await?;
+                }
+            }
+        }
+        let deployment = agent::agent_deployment(tenant, settings, ns, secrets)?;
         apply_namespaced::<Deployment>(&context.client, &deployment).await?;
     }
     Ok(report_keys)
@@ -212,43 +221,4 @@ async fn report_keys(client: &Client, tenant: &Tenant) -> Result<Vec<ReportKey>,
         keys.push(key);
     }
     Ok(keys)
-}
-
-/// The tenant's credentials Secret in the operator's namespace, if it declares one (and the
-/// platform labelled it for the tenant).
-pub async fn read_credentials(
-    client: &Client,
-    ns: &str,
-    tenant: &Tenant,
-) -> Result<Option<Secret>, TenantError> {
-    let Some(name) = &tenant.spec.source.credentials_secret else {
-        return Ok(None);
-    };
-    match Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-    {
-        // The operator's namespace holds every tenant's credentials and the webhook Secrets:
-        // a Tenant may only name one the platform labelled for it.
-        Ok(Some(secret)) if secret.labels().get(TENANT_LABEL) != Some(&tenant.name_any()) => {
-            Err(TenantError::Invalid(ProvisionError::Credentials {
-                secret: name.clone(),
-                reason: format!(
-                    "not labelled {TENANT_LABEL}={}: a Secret is handed to a tenant only if the platform labelled it for that tenant",
-                    tenant.name_any()
-                ),
-            }))
-        }
-        Ok(Some(secret)) => Ok(Some(secret)),
-        Ok(None) => Err(TenantError::Invalid(ProvisionError::Credentials {
-            secret: name.clone(),
-            reason: format!("not found in namespace {ns}"),
-        })),
-        Err(source) => Err(ApiError {
-            action: "reading",
-            object: format!("Secret {ns}/{name}"),
-            source,
-        }
-        .into()),
-    }
 }
