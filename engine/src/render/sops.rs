@@ -478,13 +478,15 @@ mod tests {
 
     #[test]
     fn values_are_paired_with_their_plaintext_and_replaced() {
+        let other = "ENC[AES256_GCM,data:eA==,iv:b,tag:c,type:str]";
         let encrypted =
-            json!({"kind": "Secret", "data": {"a": CIPHER, "b": "plain"}, "list": [CIPHER]});
+            json!({"kind": "Secret", "data": {"a": CIPHER, "b": "plain"}, "list": [other]});
         let plain =
             json!({"kind": "Secret", "data": {"a": "aHVudGVyMg==", "b": "plain"}, "list": ["x"]});
         let mut pairs = BTreeMap::new();
         pair_values(&encrypted, &plain, &mut pairs);
-        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[other], "x");
         let mut manifest = secret(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "db"}, "data": {"a": CIPHER}}));
         replace_values(&mut manifest, &pairs).unwrap();
