@@ -155,8 +155,8 @@ pub(super) async fn ensure_sync(client: &Client, tenant: &Tenant) -> Result<(), 
 }
 
 /// What the tenant's agent reads besides its repository: its policy copy, its report signing
-/// key and, in deployment mode, its Deployment and its copies of the credentials and age key. Returns the tenant's report
-/// keys as the status publishes them.
+/// key and, in deployment mode, its Deployment and its copies of the credentials and age key.
+/// Returns the tenant's report keys as the status publishes them.
 pub(super) async fn apply_agent_inputs(
     tenant: &Tenant,
     context: &Context,
