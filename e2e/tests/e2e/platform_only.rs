@@ -1,6 +1,7 @@
 //! The platform side: with a platform repository, only the Tenants it declares are provisioned
 //! (one created directly in the cluster gets a condition saying so, and nothing else); without
-//! one, a Tenant is still validated on its own (no `kube-system`); and a Tenant may only be
+//! one, a Tenant is still validated on its own (no `kube-system`, no namespace another Tenant
+//! holds) and deleting a refused one deletes nothing it claimed; and a Tenant may only be
 //! handed a credentials Secret the platform labelled for it.
 
 use std::time::Duration;
@@ -124,9 +125,28 @@ async fn without_a_platform_repository_a_tenant_is_still_validated() {
             provisioned(&tenants, &fine).await.filter(|c| c.status == "True")
         })
         .await?;
-        for tenant in [&name, &fine] {
+
+        // A later Tenant claiming its namespace is refused; deleted, it takes nothing with it
+        // (nor does the one that claimed kube-system).
+        let late = format!("{}-l", platform.name);
+        let claim = direct(&platform.name, &late, json!({"namespaces": [fine], "source": {"url": "https://git.example.com/l.git"}}));
+        tenants.patch(&late, &PatchParams::apply("someone").force(), &Patch::Apply(&claim)).await?;
+        let condition = eventually("the claimant refused", Duration::from_secs(60), || async {
+            provisioned(&tenants, &late).await.filter(|c| c.status == "False")
+        })
+        .await?;
+        assert!(condition.message.contains(&fine), "{condition:?}");
+        for tenant in [&name, &late] {
             tenants.delete(tenant, &Default::default()).await?;
         }
+        eventually("the refused Tenants gone", Duration::from_secs(60), || async {
+            let gone = matches!(tenants.get_opt(&name).await, Ok(None)) && matches!(tenants.get_opt(&late).await, Ok(None));
+            gone.then_some(())
+        })
+        .await?;
+        let namespace = Api::<Namespace>::all(admin.clone()).get(&fine).await?;
+        assert!(namespace.metadata.deletion_timestamp.is_none(), "the claimed namespace is being deleted");
+        tenants.delete(&fine, &Default::default()).await?;
         Ok(())
     })
     .await;

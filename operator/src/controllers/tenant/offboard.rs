@@ -1,4 +1,5 @@
-//! Offboarding a deleted Tenant: its namespaces and its agent's namespace go; or, when kept,
+//! Offboarding a deleted Tenant: the namespaces provisioned for it and its agent's namespace
+//! go (never a namespace it claimed without owning it); or, when kept,
 //! what the tenant deployed and its agent's reports stay while the agent (workload, identity,
 //! credentials) goes. Then its policy copy and access in the operator's namespace.
 
@@ -22,7 +23,12 @@ pub(super) async fn offboard(tenant: &Tenant, context: &Context) -> Result<Actio
             provision::AGENT,
         )
         .await?;
-        for secret in [agent::AGENT_GIT_SECRET, agent::REPORT_KEY_SECRET] {
+        let secrets = [
+            agent::AGENT_GIT_SECRET,
+            agent::AGENT_SOPS_SECRET,
+            agent::REPORT_KEY_SECRET,
+        ];
+        for secret in secrets {
             delete(Api::<Secret>::namespaced(client.clone(), &home), secret).await?;
         }
         delete(
@@ -31,9 +37,16 @@ pub(super) async fn offboard(tenant: &Tenant, context: &Context) -> Result<Actio
         )
         .await?;
     } else {
-        for ns in tenant.namespaces().into_iter().chain([home]) {
-            delete(Api::<Namespace>::all(client.clone()), &ns).await?;
+        let namespaces = Api::<Namespace>::all(client.clone());
+        for ns in tenant.namespaces() {
+            if provisioned_for(&namespaces, &ns, &name).await? {
+                delete(namespaces.clone(), &ns).await?;
+            } else {
+                tracing::info!(tenant = %name, namespace = %ns, "not provisioned for this tenant; left alone");
+            }
         }
+        // Its name is reserved for this tenant's agent.
+        delete(namespaces, &home).await?;
     }
     // The tenant's policy and access to it live in the operator's namespace.
     let access = provision::policy_config_map_name(&name);
@@ -44,4 +57,22 @@ pub(super) async fn offboard(tenant: &Tenant, context: &Context) -> Result<Actio
     context.remember(&name, None);
     tracing::info!(tenant = %name, kept_namespaces = keep, "offboarded");
     Ok(Action::await_change())
+}
+
+/// Whether namespace `ns` was provisioned for `tenant`: a Tenant refused for claiming a
+/// namespace it does not own (another tenant's, `kube-system`) must not take it with it.
+async fn provisioned_for(
+    namespaces: &Api<Namespace>,
+    ns: &str,
+    tenant: &str,
+) -> Result<bool, TenantError> {
+    let found = namespaces
+        .get_opt(ns)
+        .await
+        .map_err(ApiError::of("reading", format!("Namespace {ns}")))?;
+    Ok(found.is_some_and(|n| {
+        let labels = n.labels();
+        labels.get(TENANT_LABEL).map(String::as_str) == Some(tenant)
+            && labels.get(PROVISIONED_LABEL.0).map(String::as_str) == Some(PROVISIONED_LABEL.1)
+    }))
 }
