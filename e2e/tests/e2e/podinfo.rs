@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use berth_e2e::{TestOperator, TestRepo, in_namespace, install_crds, tenant_document};
+use berth_e2e::{
+    ControlPlane, TestOperator, TestRepo, in_namespace, install_crds, tenant_document,
+};
 use berth_engine::api::{SyncResult, TenantSync, agent_namespace};
 use berth_engine::report::PolicyReport;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -54,8 +56,16 @@ async fn sync_status(
     Some(status)
 }
 
-/// A platform repository onboarding `relaxed` (default policy) and `strict` (restricted).
-fn two_tenants(platform: &str, relaxed: (&str, &str), strict: (&str, &str)) -> TestRepo {
+/// Onboards `relaxed` (default policy) and `strict` (restricted), each `(name, source spec)`,
+/// from a platform repository through an operator, and waits until `relaxed` has applied its
+/// revision. Returns what must live as long as the test: the operator and its cache.
+async fn onboard(
+    cp: &'static ControlPlane,
+    admin: &kube::Client,
+    platform: &str,
+    relaxed: (&str, &str),
+    strict: (&str, &str),
+) -> Result<(TestOperator, tempfile::TempDir), Box<dyn std::error::Error + Send + Sync>> {
     let platform_repo = TestRepo::new();
     for (tenant, spec) in [relaxed, strict] {
         platform_repo.write(
@@ -68,7 +78,13 @@ fn two_tenants(platform: &str, relaxed: (&str, &str), strict: (&str, &str)) -> T
         r#"{"params": {"profile": "restricted"}}"#,
     );
     platform_repo.commit("two tenants of one application");
-    platform_repo
+    let cache = tempfile::tempdir()?;
+    let operator =
+        TestOperator::start_platform(cp, platform, cache.path(), &platform_repo.file_url());
+    tenant_ready(admin, relaxed.0, Duration::from_secs(120)).await?;
+    let status = sync_status(admin, relaxed.0).await.unwrap_or_default();
+    assert_eq!(status.result, SyncResult::Applied, "{}", status.message);
+    Ok((operator, cache))
 }
 
 /// The tenant's PolicyReport, once written.
@@ -157,18 +173,14 @@ async fn podinfo_as_kustomize_applies_with_warnings_by_default_and_is_refused_un
             "  source: {{url: '{}', interval: 2s, path: apps/podinfo}}\n",
             repo.file_url()
         );
-        let platform_repo = two_tenants(&platform.name, (&relaxed, &spec), (&strict, &spec));
-        let cache = tempfile::tempdir()?;
-        let _operator = TestOperator::start_platform(
+        let _running = onboard(
             cp,
+            &admin,
             &platform.name,
-            cache.path(),
-            &platform_repo.file_url(),
-        );
-
-        tenant_ready(&admin, &relaxed, Duration::from_secs(120)).await?;
-        let status = sync_status(&admin, &relaxed).await.unwrap_or_default();
-        assert_eq!(status.result, SyncResult::Applied, "{}", status.message);
+            (&relaxed, &spec),
+            (&strict, &spec),
+        )
+        .await?;
         Api::<Deployment>::namespaced(admin.clone(), &relaxed)
             .get("podinfo")
             .await?;
@@ -211,19 +223,8 @@ async fn podinfo_as_a_helm_chart_applies_with_warnings_by_default_and_is_refused
             "  source: {{url: '{}', interval: 2s, path: apps/podinfo}}\n",
             repo.file_url()
         );
-        let platform_repo = two_tenants(&platform.name, (&relaxed, &relaxed_spec), (&strict, &strict_spec));
-        let cache = tempfile::tempdir()?;
-        let _operator = TestOperator::start_platform(
-            cp,
-            &platform.name,
-            cache.path(),
-            &platform_repo.file_url(),
-        );
-
         // Default policy: applied, rendered as the release `shop` with this cluster's values.
-        tenant_ready(&admin, &relaxed, Duration::from_secs(120)).await?;
-        let status = sync_status(&admin, &relaxed).await.unwrap_or_default();
-        assert_eq!(status.result, SyncResult::Applied, "{}", status.message);
+        let _running = onboard(cp, &admin, &platform.name, (&relaxed, &relaxed_spec), (&strict, &strict_spec)).await?;
         // The cluster's own values file (last, so it wins over the production values' 5).
         let hpa = Api::<HorizontalPodAutoscaler>::namespaced(admin.clone(), &relaxed)
             .get("shop-podinfo")
