@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 use super::tenant::{read_credentials, read_decryption_key};
 use crate::metrics::OperatorMetrics;
 use crate::provision::AGENT;
-use crate::provision::agent::{
-    AGENT_MALLOC_ENV, AgentPaths, REPORT_KEY_FILE, REPORT_KEY_SECRET, USERNAME_KEY, agent_args,
-    credential_flags,
+use crate::provision::agent::{REPORT_KEY_FILE, REPORT_KEY_SECRET};
+use crate::provision::agent_args::{
+    AGENT_MALLOC_ENV, AgentPaths, USERNAME_KEY, agent_args, credential_flags,
 };
 
 /// Lifetime of an agent token; it is replaced well before (every 20 minutes, see `run.rs`).

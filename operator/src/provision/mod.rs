@@ -7,6 +7,7 @@
 //! server-side apply.
 
 pub mod agent;
+pub mod agent_args;
 mod isolation;
 mod policy;
 mod rbac;
