@@ -161,12 +161,7 @@ impl PlatformSync {
                     .is_some_and(|v| v == MANAGED_BY.1),
                 Ok(None) => false,
                 Err(source) => {
-                    return Err(ApiError {
-                        action: "reading",
-                        object: format!("Tenant {name}"),
-                        source,
-                    }
-                    .into());
+                    return Err(ApiError::of("reading", format!("Tenant {name}"))(source).into());
                 }
             };
             if ours {

@@ -129,12 +129,9 @@ where
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(ApiError {
-            action: "deleting",
-            object: format!("{}/{name}", api.resource_url()),
-            source,
+        Err(source) => {
+            Err(ApiError::of("deleting", format!("{}/{name}", api.resource_url()))(source).into())
         }
-        .into()),
     }
 }
 
