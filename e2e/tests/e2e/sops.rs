@@ -3,7 +3,7 @@
 //! the tenant's agent only, the agent applies the Secret decrypted; the plaintext shows up
 //! nowhere but in that Secret (Tenant, TenantSync, Events, PolicyReports, logs, caches). A
 //! plaintext Secret is applied with a warning; a file encrypted for another key is refused by
-//! name and the last good Secret stays.
+//! name and the last good Secret stays, until the platform rotates the tenant's key to it.
 
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use berth_e2e::{E2E_LABEL, TestOperator, TestRepo, in_namespace, install_crds};
 use berth_engine::api::{TENANT_LABEL, Tenant, TenantSync, agent_namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -120,7 +122,7 @@ async fn an_encrypted_secret_is_applied_and_its_plaintext_stays_in_it() {
 
         // A revision encrypted for someone else's key: refused, naming the file; the last good
         // Secret stays.
-        let (_, someone_else) = age_key();
+        let (rotated, someone_else) = age_key();
         repo.write("db.enc.yaml", encrypt(&secret_yaml(NEXT_PASSWORD), &someone_else));
         let bad = repo.commit("encrypted for another key");
         let message = eventually("the revision refused", Duration::from_secs(90), || async {
@@ -131,6 +133,17 @@ async fn an_encrypted_secret_is_applied_and_its_plaintext_stays_in_it() {
         .await?;
         assert!(message.contains("db.enc.yaml") && message.contains("SOPS decryption failed"), "{message}");
         assert_eq!(password(&admin, &tenant).await.as_deref(), Some(PASSWORD));
+
+        // The platform rotates the tenant's key to that one: the agent is restarted with it
+        // (at its next token refresh, every few seconds here) and the revision applies.
+        let patch = json!({"data": {"age.agekey": ByteString(rotated.into_bytes())}});
+        Api::<Secret>::namespaced(admin.clone(), &platform.name)
+            .patch("sops-key", &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        eventually("the rotated key used", Duration::from_secs(90), || async {
+            (password(&admin, &tenant).await.as_deref() == Some(NEXT_PASSWORD)).then_some(())
+        })
+        .await?;
 
         // Nowhere else: the Tenant, its TenantSync, Events and PolicyReports, the logs of the
         // operator and its agent, and every cache and state file.
@@ -147,7 +160,8 @@ async fn an_encrypted_secret_is_applied_and_its_plaintext_stays_in_it() {
             assert!(!records.contains(plaintext), "{plaintext} in {records}");
             assert_eq!(files_holding(cache.path(), plaintext.as_bytes()), Vec::<std::path::PathBuf>::new());
         }
-        assert!(std::fs::read_to_string(&log)?.contains("agent started"), "the log holds the agents' output");
+        let log = std::fs::read_to_string(&log)?;
+        assert!(log.contains("age key changed; agent restarted"), "the log holds the operator's and agents' output");
 
         tenants.delete(&tenant, &DeleteParams::default()).await?;
         let namespaces = Api::<Namespace>::all(admin.clone());
