@@ -579,6 +579,9 @@ fn the_sandbox_needs_no_privileges() {
         .arg(&kustomize)
         .arg("build")
         .arg(&work)
+        // kustomize resolves its working directory, which uid 65532 may not reach where the
+        // checkout lives (a 0700 temporary directory, say).
+        .current_dir(&work)
         .env_clear()
         .env("HOME", &work)
         .output()
